@@ -1,0 +1,13 @@
+"""The SQL catalog: the source of truth for images, their metadata and their vectors."""
+
+from clipsearch.catalog.records import (
+    CatalogStats,
+    FileState,
+    ImageMeta,
+    ImageRecord,
+    Move,
+    StoreModel,
+)
+from clipsearch.catalog.store import Catalog
+
+__all__ = ["Catalog", "CatalogStats", "FileState", "ImageMeta", "ImageRecord", "Move", "StoreModel"]

@@ -1,0 +1,57 @@
+"""The catalog's tables. Alembic revisions in migrations/ create and evolve them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class StoreMeta(Base):
+    """Key/value facts about the store: its model, dimension, vector sequence counter."""
+
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    root: Mapped[str] = mapped_column(Text, nullable=False)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    camera: Mapped[str | None] = mapped_column(Text)
+    orientation: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    model_id: Mapped[str | None] = mapped_column(Text)
+    # Value of the store's sequence counter when this row's vector last changed:
+    # the FAISS cache catches up by reading rows with vec_seq above its watermark.
+    vec_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, index=True)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    # AUTOINCREMENT: SQLite must never reuse a deleted id, the FAISS cache keys vectors by id.
+    __table_args__ = (Index("ix_images_root", "root"), {"sqlite_autoincrement": True})
+
+
+class Tombstone(Base):
+    """A vector that left the catalog at sequence `seq`; the index drops it when catching up."""
+
+    __tablename__ = "tombstones"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    image_id: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -1,0 +1,311 @@
+"""Reading and writing the catalog (SQLite by default, PostgreSQL through DATABASE_URL)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from clipsearch.catalog import migrate
+from clipsearch.catalog.records import (
+    CatalogStats,
+    FileState,
+    ImageMeta,
+    ImageRecord,
+    Move,
+    StoreModel,
+)
+from clipsearch.catalog.schema import ImageRow, StoreMeta, Tombstone
+from clipsearch.errors import ModelMismatchError, StoreError
+
+SEQ_KEY = "vector_seq"
+_IN_CHUNK = 900  # stays under SQLite's bound-parameter limit
+
+
+def _chunks(items: list, size: int = _IN_CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets queries read while an index run writes; busy_timeout waits instead of failing.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        db_path = url.split("///", 1)[-1]
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _vector_blob(vector: np.ndarray | None) -> bytes | None:
+    return None if vector is None else np.asarray(vector, dtype=np.float16).tobytes()
+
+
+class Catalog:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> "Catalog":
+        try:
+            engine = make_engine(url)
+            migrate.ensure_current(engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the catalog at {safe_url(url)}: {exc.orig}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the catalog at {safe_url(url)}: {exc}") from None
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- store facts -------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with Session(self.engine) as s:
+            row = s.get(StoreMeta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.merge(StoreMeta(key=key, value=value))
+
+    def store_model(self) -> StoreModel | None:
+        raw = self.get_meta("model")
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return StoreModel(model_id=data["model_id"], spec=data["spec"], dim=int(data["dim"]))
+
+    def bind_model(self, model_id: str, spec: str, dim: int) -> StoreModel:
+        """Record the store's model on first use; refuse a different one afterwards."""
+        current = self.store_model()
+        if current is None:
+            self.set_meta("model", json.dumps({"model_id": model_id, "spec": spec, "dim": dim}))
+            return StoreModel(model_id, spec, dim)
+        check_model(current, model_id)
+        return current
+
+    # -- indexing ----------------------------------------------------------------------------
+
+    def file_states(self, root: str, is_dir: bool) -> dict[str, FileState]:
+        """Every row at or under `root` (by path, whichever root it was first indexed under)."""
+        cols = (ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash, ImageRow.status)
+        if is_dir:
+            where = ImageRow.path.startswith(root.rstrip(os.sep) + os.sep, autoescape=True)
+        else:
+            where = ImageRow.path == root
+        with Session(self.engine) as s:
+            rows = s.execute(select(*cols).where(where)).all()
+        return {r.path: FileState(*r) for r in rows}
+
+    def vectors_by_hash(self, hashes: list[str]) -> dict[str, bytes]:
+        """Embeddings already computed for these contents (copies and moves reuse them)."""
+        found: dict[str, bytes] = {}
+        with Session(self.engine) as s:
+            for chunk in _chunks(hashes):
+                stmt = select(ImageRow.content_hash, ImageRow.embedding).where(
+                    ImageRow.content_hash.in_(chunk), ImageRow.embedding.is_not(None)
+                )
+                for content_hash, blob in s.execute(stmt):
+                    found.setdefault(content_hash, blob)
+        return found
+
+    def write(
+        self,
+        records: list[ImageRecord],
+        existing: dict[str, int],
+        moves: list[Move] = (),
+        deleted: list[int] = (),
+        model_id: str | None = None,
+    ) -> None:
+        """Apply one batch of an index run atomically; existing maps path -> id for rows to update."""
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        with Session(self.engine) as s, s.begin():
+            seq = self._reserve_seq(s)
+            for rec in records:
+                values = _row_values(rec, now)
+                if rec.vector is not None:
+                    seq += 1
+                    values.update(vec_seq=seq, model_id=model_id)
+                row_id = existing.get(rec.path)
+                if row_id is None:
+                    values.setdefault("vec_seq", 0)
+                    s.add(ImageRow(**values))
+                else:
+                    if rec.vector is None:
+                        # The old vector belongs to content that is gone.
+                        values.update(embedding=None, model_id=None)
+                        seq += 1
+                        values["vec_seq"] = seq
+                        s.add(Tombstone(seq=seq, image_id=row_id))
+                    s.execute(update(ImageRow).where(ImageRow.id == row_id).values(**values))
+            for mv in moves:
+                s.execute(
+                    update(ImageRow)
+                    .where(ImageRow.id == mv.id)
+                    .values(path=mv.path, root=mv.root, size=mv.size, mtime_ns=mv.mtime_ns)
+                )
+            for row_id in deleted:
+                seq += 1
+                s.add(Tombstone(seq=seq, image_id=row_id))
+            for chunk in _chunks(list(deleted)):
+                s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+            s.merge(StoreMeta(key=SEQ_KEY, value=str(seq)))
+
+    def _reserve_seq(self, s: Session) -> int:
+        # Row lock on the counter (PostgreSQL) serialises writers, so commits happen in
+        # sequence order and a reader's watermark never skips a slower transaction.
+        row = s.execute(select(StoreMeta).where(StoreMeta.key == SEQ_KEY).with_for_update()).scalar_one_or_none()
+        return int(row.value) if row else 0
+
+    # -- reading vectors ---------------------------------------------------------------------
+
+    def current_seq(self) -> int:
+        value = self.get_meta(SEQ_KEY)
+        return int(value) if value else 0
+
+    def dim(self) -> int:
+        model = self.store_model()
+        if model is None:
+            raise StoreError("the store has no model yet; run `clipsearch index PATH` first")
+        return model.dim
+
+    def iter_vectors(self, after_seq: int = 0, up_to_seq: int | None = None, chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, float32 vectors) for rows whose vector changed in (after_seq, up_to_seq]."""
+        dim = self.dim()
+        last_id = 0
+        while True:
+            stmt = (
+                select(ImageRow.id, ImageRow.embedding)
+                .where(ImageRow.vec_seq > after_seq, ImageRow.embedding.is_not(None), ImageRow.id > last_id)
+                .order_by(ImageRow.id)
+                .limit(chunk)
+            )
+            if up_to_seq is not None:
+                stmt = stmt.where(ImageRow.vec_seq <= up_to_seq)
+            with Session(self.engine) as s:
+                rows = s.execute(stmt).all()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, _decode_blobs([r[1] for r in rows], dim)
+            last_id = int(ids[-1])
+
+    def tombstones(self, after_seq: int, up_to_seq: int | None = None) -> np.ndarray:
+        stmt = select(Tombstone.image_id).where(Tombstone.seq > after_seq)
+        if up_to_seq is not None:
+            stmt = stmt.where(Tombstone.seq <= up_to_seq)
+        with Session(self.engine) as s:
+            return np.array(s.scalars(stmt).all(), dtype=np.int64)
+
+    def fetch_vectors(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        ids = [int(i) for i in ids]
+        dim = self.dim()
+        got_ids, blobs = [], []
+        with Session(self.engine) as s:
+            for chunk in _chunks(ids):
+                stmt = select(ImageRow.id, ImageRow.embedding).where(ImageRow.id.in_(chunk), ImageRow.embedding.is_not(None))
+                for row_id, blob in s.execute(stmt):
+                    got_ids.append(row_id)
+                    blobs.append(blob)
+        return np.array(got_ids, dtype=np.int64), _decode_blobs(blobs, dim)
+
+    def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
+        """Up to n vectors spread over the whole catalog (for training a quantiser)."""
+        with Session(self.engine) as s:
+            all_ids = np.array(s.scalars(select(ImageRow.id).where(ImageRow.embedding.is_not(None))).all(), dtype=np.int64)
+        if len(all_ids) > n:
+            all_ids = np.sort(np.random.default_rng(seed).choice(all_ids, size=n, replace=False))
+        return self.fetch_vectors(all_ids)[1]
+
+    # -- metadata for results ----------------------------------------------------------------
+
+    def fetch_meta(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
+        ids = [int(i) for i in ids]
+        cols = (
+            ImageRow.id, ImageRow.path, ImageRow.width, ImageRow.height, ImageRow.size,
+            ImageRow.taken_at, ImageRow.camera, ImageRow.content_hash,
+        )
+        out: dict[int, ImageMeta] = {}
+        with Session(self.engine) as s:
+            for chunk in _chunks(ids):
+                for row in s.execute(select(*cols).where(ImageRow.id.in_(chunk))):
+                    out[row[0]] = ImageMeta(*row)
+        return out
+
+    def filtered_ids(self, folder: str | None, taken_after: datetime | None, taken_before: datetime | None, limit: int) -> list[int] | None:
+        """Ids matching the filters, or None when more than `limit` match (too many to rank exactly)."""
+        stmt = select(ImageRow.id).where(ImageRow.embedding.is_not(None))
+        if folder:
+            stmt = stmt.where(ImageRow.path.startswith(folder, autoescape=True))
+        if taken_after:
+            stmt = stmt.where(ImageRow.taken_at >= taken_after)
+        if taken_before:
+            stmt = stmt.where(ImageRow.taken_at <= taken_before)
+        with Session(self.engine) as s:
+            ids = s.scalars(stmt.limit(limit + 1)).all()
+        return None if len(ids) > limit else list(ids)
+
+    def failures(self, limit: int = 1000) -> list[tuple[str, str]]:
+        with Session(self.engine) as s:
+            stmt = select(ImageRow.path, ImageRow.error).where(ImageRow.status == "failed").order_by(ImageRow.path).limit(limit)
+            return [(p, e or "") for p, e in s.execute(stmt)]
+
+    def stats(self) -> CatalogStats:
+        with Session(self.engine) as s:
+            counts = dict(s.execute(select(ImageRow.status, func.count()).group_by(ImageRow.status)).all())
+        return CatalogStats(images=counts.get("ok", 0), failed=counts.get("failed", 0), seq=self.current_seq())
+
+
+def check_model(store: StoreModel, model_id: str) -> None:
+    if store.model_id != model_id:
+        raise ModelMismatchError(
+            f"this store was indexed with model {store.model_id!r}, not {model_id!r}. "
+            f"Pass --model {store.spec} (or leave --model out), or index into a new store with "
+            f"--home NEW_DIR to use the other model"
+        )
+
+
+def _row_values(rec: ImageRecord, now: datetime) -> dict:
+    return {
+        "path": rec.path, "root": rec.root, "size": rec.size, "mtime_ns": rec.mtime_ns,
+        "content_hash": rec.content_hash, "status": rec.status, "error": rec.error,
+        "width": rec.width, "height": rec.height, "taken_at": rec.taken_at, "camera": rec.camera,
+        "orientation": rec.orientation, "embedding": _vector_blob(rec.vector),
+        "model_id": None, "indexed_at": now,
+    }
+
+
+def _decode_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), dim).astype(np.float32)
+
+
+def safe_url(url: str) -> str:
+    """A database URL with any password hidden, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

@@ -1,0 +1,62 @@
+"""What every command shares: the context object, error translation, console output."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from dataclasses import dataclass
+
+import typer
+
+from clipsearch.errors import ClipsearchError
+from clipsearch.settings import Settings
+
+
+@dataclass
+class CliContext:
+    settings: Settings
+    debug: bool = False
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def quiet_libraries() -> None:
+    # open_clip logs a warning for every randomly initialised model; our own warning says it better.
+    logging.getLogger().setLevel(logging.ERROR)
+
+
+def cli_command(fn):
+    """Turn typed library errors into a one-line message and exit code 1 (tracebacks only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(ctx: typer.Context, *args, **kwargs):
+        quiet_libraries()
+        try:
+            return fn(ctx, *args, **kwargs)
+        except ClipsearchError as exc:
+            if ctx.obj.debug:
+                raise
+            err(f"error: {exc}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err("interrupted")
+            raise typer.Exit(130) from None
+        except OSError as exc:
+            if ctx.obj.debug:
+                raise
+            err(f"error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def warn_if_random(encoder) -> None:
+    if getattr(encoder, "is_random", False):
+        err(f"warning: {encoder.model_id} has random weights; rankings are meaningless (use it for tests and benchmarks only)")

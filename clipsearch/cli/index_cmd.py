@@ -1,0 +1,61 @@
+"""`clipsearch index`: embed new and changed images, follow moves, drop deleted ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from tqdm import tqdm
+
+from clipsearch.cli import app
+from clipsearch.cli.common import cli_command, err, warn_if_random
+from clipsearch.lock import write_lock
+from clipsearch.store import Store
+from indexer import IndexOptions, run_index
+
+
+@app.command("index")
+@cli_command
+def index_command(
+    ctx: typer.Context,
+    paths: List[Path] = typer.Argument(..., help="Folders (searched recursively) or image files."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; default: the store's model, or ViT-B-32-256:datacomp_s34b_b86k for a new store."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per model batch (default 256 on GPU, 32 on CPU)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode threads running ahead of the model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Index images under PATHS (JPEG, PNG, WebP, GIF, BMP, TIFF; HEIC with pillow-heif)."""
+    settings = ctx.obj.settings
+    store = Store.open(settings)
+    with write_lock(settings.lock_path):
+        encoder = store.load_encoder(model, device)
+        warn_if_random(encoder)
+        store.bind(encoder)
+        bar = tqdm(total=0, unit="img", desc="indexing", dynamic_ncols=True, disable=None, file=None)
+        try:
+            summary = run_index(
+                store.catalog, encoder, paths, settings, IndexOptions(batch_size, workers),
+                on_total=lambda n: _set_total(bar, n), on_progress=bar.update,
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            err("interrupted: finished batches are saved; resume by running the same command again")
+            raise typer.Exit(130) from None
+        bar.close()
+        _, notes = store.vector_index()
+    for note in notes:
+        err(f"note: {note}")
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        typer.echo(f"indexed: {summary.line()}")
+        for path, reason in summary.failures:
+            typer.echo(f"  failed: {path}: {reason}")
+
+
+def _set_total(bar: tqdm, total: int) -> None:
+    bar.total = total
+    bar.refresh()

@@ -1,0 +1,52 @@
+"""`clipsearch status`: what the store holds."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from clipsearch.cli import app
+from clipsearch.cli.common import cli_command
+from clipsearch.store import Store
+
+
+@app.command("status")
+@cli_command
+def status_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    failures: bool = typer.Option(False, "--failures", help="List the files that failed to index."),
+) -> None:
+    """Show the store's model, image counts and index."""
+    settings = ctx.obj.settings
+    store = Store.open(settings)
+    model = store.model
+    stats = store.catalog.stats()
+    info = {
+        "home": str(settings.home),
+        "catalog": store.location,
+        "model": model.model_id if model else None,
+        "dim": model.dim if model else None,
+        "images": stats.images,
+        "failed": stats.failed,
+        "vectors": 0,
+        "index_kind": None,
+    }
+    notes: list[str] = []
+    if model is not None:
+        index, notes = store.vector_index()
+        info.update(vectors=index.ntotal, index_kind=index.kind)
+    if failures:
+        info["failures"] = [{"path": p, "reason": r} for p, r in store.catalog.failures()]
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if key != "failures":
+            typer.echo(f"{key:<{width}}  {value if value is not None else '-'}")
+    for item in info.get("failures", []):
+        typer.echo(f"  failed: {item['path']}: {item['reason']}")

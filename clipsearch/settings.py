@@ -1,0 +1,61 @@
+"""Where state lives and the tunables of the store, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_MODEL = "ViT-B-32-256:datacomp_s34b_b86k"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None = None
+    # Exact search stays fast and exact up to here; past it the index switches to IVF-PQ.
+    flat_max: int = 50_000
+    max_megapixels: float = 100.0
+    thumbnail_size: int = 320
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, home: str | Path | None = None) -> "Settings":
+        home_value = home or os.environ.get("CLIPSEARCH_HOME") or platformdirs.user_data_dir("clipsearch")
+        return cls(
+            home=Path(home_value).expanduser().resolve(),
+            database_url=os.environ.get("DATABASE_URL") or None,
+            flat_max=_env_int("CLIPSEARCH_FLAT_MAX", cls.flat_max),
+            max_megapixels=_env_float("CLIPSEARCH_MAX_MEGAPIXELS", cls.max_megapixels),
+        )
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def index_path(self) -> Path:
+        return self.home / "vectors.faiss"
+
+    @property
+    def model_cache(self) -> Path:
+        return Path(os.environ.get("CLIPSEARCH_MODEL_CACHE") or self.home / "models")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "index.lock"

@@ -1,0 +1,63 @@
+"""A store: the catalog, its vector index and its model, opened from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clipsearch.catalog import Catalog, StoreModel
+from clipsearch.catalog.store import check_model, safe_url
+from clipsearch.errors import EmptyStoreError
+from clipsearch.models import Encoder, load_encoder, model_id_for
+from clipsearch.settings import DEFAULT_MODEL, Settings
+from clipsearch.vectors import VectorIndex, open_index
+
+
+@dataclass
+class Store:
+    settings: Settings
+    catalog: Catalog
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Store":
+        return cls(settings, Catalog.open(settings.catalog_url))
+
+    @property
+    def location(self) -> str:
+        return safe_url(self.settings.catalog_url)
+
+    @property
+    def model(self) -> StoreModel | None:
+        return self.catalog.store_model()
+
+    def resolve_model(self, requested: str | None) -> str:
+        """The model spec to use: the requested one if compatible, else the store's own."""
+        current = self.model
+        if requested is None:
+            return current.spec if current else DEFAULT_MODEL
+        if current is not None:
+            # Checked before any weights load, so a wrong model is refused at once.
+            check_model(current, model_id_for(requested))
+        return requested
+
+    def load_encoder(self, requested: str | None, device: str = "auto") -> Encoder:
+        spec = self.resolve_model(requested)
+        return load_encoder(spec, device=device, cache_dir=self.settings.model_cache)
+
+    def bind(self, encoder: Encoder) -> None:
+        self.catalog.bind_model(encoder.model_id, encoder.spec, encoder.dim)
+
+    def require_model(self) -> StoreModel:
+        model = self.model
+        if model is None:
+            raise EmptyStoreError(
+                f"no images have been indexed in {self.settings.home} yet; "
+                f"run `clipsearch index PATH` first (or pass --home to use another store)"
+            )
+        return model
+
+    def vector_index(self, save: bool = True) -> tuple[VectorIndex, list[str]]:
+        model = self.require_model()
+        return open_index(self.catalog, self.settings.index_path, model.model_id, self.settings.flat_max, save=save)
+
+    def close(self) -> None:
+        self.catalog.close()

@@ -1,0 +1,124 @@
+"""A FAISS index plus the header that says what it holds, stored as one file."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from clipsearch.vectors.policy import Layout, default_nprobe
+
+MAGIC = b"CLIPSIDX"
+FORMAT_VERSION = 1
+
+
+class IndexFileError(Exception):
+    """The index file is missing, truncated or not ours (it will be rebuilt)."""
+
+
+@dataclass
+class IndexHeader:
+    kind: str
+    dim: int
+    model_id: str
+    watermark: int  # catalog vector sequence this index reflects
+    trained_on: int = 0
+    nlist: int = 0
+    nprobe: int = 0
+    version: int = FORMAT_VERSION
+
+
+class VectorIndex:
+    def __init__(self, index: faiss.Index, header: IndexHeader):
+        self.index = index
+        self.header = header
+
+    @classmethod
+    def empty(cls, layout: Layout, dim: int, model_id: str, watermark: int = 0) -> "VectorIndex":
+        if layout.kind == "flat":
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            header = IndexHeader("flat", dim, model_id, watermark)
+        else:
+            index = faiss.index_factory(dim, layout.factory, faiss.METRIC_INNER_PRODUCT)
+            header = IndexHeader("ivfpq", dim, model_id, watermark, nlist=layout.nlist, nprobe=default_nprobe(layout.nlist))
+        return cls(index, header)
+
+    @property
+    def kind(self) -> str:
+        return self.header.kind
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.index.is_trained)
+
+    def train(self, sample: np.ndarray) -> None:
+        if self.kind == "ivfpq":
+            self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
+            self.header.trained_on = len(sample)
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        self.remove(ids)
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids) and self.ntotal:
+            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query; ids are -1 where fewer than k exist."""
+        k = max(1, min(k, max(self.ntotal, 1)))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64)) if allowed_ids is not None else None
+        if self.kind == "ivfpq":
+            params = faiss.SearchParametersIVF(nprobe=self.header.nprobe, sel=selector)
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        return self.index.search(queries, k, params=params)
+
+    def save(self, path: Path) -> None:
+        """Write header and index to a temp file, then rename: readers see old or new, never half."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = json.dumps(asdict(self.header)).encode()
+        blob = faiss.serialize_index(self.index)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
+                fh.write(blob.tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> "VectorIndex":
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise IndexFileError("no index file yet") from None
+        if len(data) < 16 or data[:8] != MAGIC:
+            raise IndexFileError("index file is not a clipsearch index")
+        (hlen,) = struct.unpack("<Q", data[8:16])
+        try:
+            header = IndexHeader(**json.loads(data[16 : 16 + hlen]))
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8, offset=16 + hlen))
+        except Exception as exc:
+            raise IndexFileError(f"index file is damaged ({exc})") from None
+        if header.version != FORMAT_VERSION or index.d != header.dim:
+            raise IndexFileError("index file has an unsupported format")
+        return cls(index, header)

@@ -1,0 +1,73 @@
+"""Keeping the FAISS cache in step with the catalog: load, catch up, or rebuild."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from clipsearch.catalog import Catalog
+from clipsearch.vectors.index import IndexFileError, VectorIndex
+from clipsearch.vectors.policy import choose_layout, needs_rebuild, training_size
+
+log = logging.getLogger(__name__)
+
+
+def build_index(catalog: Catalog, model_id: str, flat_max: int) -> VectorIndex:
+    """A fresh index of every vector in the catalog, trained on a sample when IVF-PQ."""
+    seq = catalog.current_seq()
+    dim = catalog.dim()
+    n = catalog.stats().images
+    layout = choose_layout(n, dim, flat_max)
+    index = VectorIndex.empty(layout, dim, model_id, watermark=seq)
+    if layout.kind == "ivfpq":
+        index.train(catalog.sample_vectors(training_size(layout, n)))
+    for ids, vectors in catalog.iter_vectors(after_seq=0, up_to_seq=seq):
+        index.index.add_with_ids(vectors, ids)
+    return index
+
+
+def catch_up(index: VectorIndex, catalog: Catalog) -> bool:
+    """Apply catalog changes newer than the index's watermark; True when anything changed."""
+    seq = catalog.current_seq()
+    start = index.header.watermark
+    if seq == start:
+        return False
+    # Removals first: a deleted id that was later reused must end with the new vector.
+    index.remove(catalog.tombstones(start, seq))
+    for ids, vectors in catalog.iter_vectors(after_seq=start, up_to_seq=seq):
+        index.upsert(ids, vectors)
+    index.header.watermark = seq
+    return True
+
+
+def open_index(catalog: Catalog, path: Path, model_id: str, flat_max: int, save: bool = True) -> tuple[VectorIndex, list[str]]:
+    """The store's index, current with the catalog. Returns it with notes worth telling the user."""
+    notes: list[str] = []
+    n = catalog.stats().images
+    try:
+        index = VectorIndex.load(path)
+    except IndexFileError as exc:
+        index = None
+        if Path(path).exists():
+            notes.append(f"vector index {path}: {exc}; rebuilt it from the catalog")
+    if index is not None and (index.header.model_id != model_id or index.header.dim != catalog.dim()):
+        notes.append("vector index was built for another model; rebuilt it from the catalog")
+        index = None
+    if index is not None and index.header.watermark > catalog.current_seq():
+        notes.append("vector index is newer than the catalog (restored from elsewhere?); rebuilt it")
+        index = None
+    changed = False
+    if index is not None and needs_rebuild(index.kind, index.header.trained_on, n, flat_max):
+        index = None
+    if index is None:
+        index = build_index(catalog, model_id, flat_max)
+        changed = True
+    else:
+        changed = catch_up(index, catalog)
+    if changed and save:
+        try:
+            index.save(path)
+        except OSError as exc:
+            # A read-only home still answers queries from the in-memory copy.
+            notes.append(f"could not save the vector index to {path} ({exc.strerror}); using it in memory")
+    return index, notes

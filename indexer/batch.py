@@ -1,0 +1,80 @@
+"""The embed and write stages: batches of decoded images become committed catalog rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
+from clipsearch.models import Encoder
+from indexer.decode import Decoded
+from indexer.summary import IndexSummary
+
+# Rows that need no model work (failures, moves) are still committed in bounded batches.
+MAX_PENDING_ROWS = 500
+
+
+class BatchWriter:
+    def __init__(self, catalog: Catalog, encoder: Encoder, batch_size: int, summary: IndexSummary):
+        self.catalog = catalog
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.summary = summary
+        self._decoded: list[tuple[Decoded, FileState | None]] = []
+        self._records: list[ImageRecord] = []
+        self._moves: list[Move] = []
+        self._existing: dict[str, int] = {}
+        self._pin = encoder.device.type == "cuda"
+
+    def add_decoded(self, item: Decoded, state: FileState | None) -> None:
+        self._decoded.append((item, state))
+        if len(self._decoded) >= self.batch_size:
+            self.flush()
+
+    def add_record(self, record: ImageRecord, state: FileState | None) -> None:
+        self._records.append(record)
+        if state is not None:
+            self._existing[record.path] = state.id
+        self._maybe_flush()
+
+    def add_move(self, move: Move) -> None:
+        self._moves.append(move)
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if len(self._records) + len(self._moves) >= MAX_PENDING_ROWS:
+            self.flush()
+
+    def _embed(self) -> None:
+        if not self._decoded:
+            return
+        pixels = torch.from_numpy(np.stack([d.pixels for d, _ in self._decoded]))
+        if self._pin:
+            pixels = pixels.pin_memory()
+        vectors = self.encoder.encode_images(pixels)
+        for (item, state), vector in zip(self._decoded, vectors):
+            f, info = item.file, item.info
+            self._records.append(
+                ImageRecord(
+                    f.path, f.root, f.size, f.mtime_ns, item.content_hash, status="ok",
+                    width=info.width, height=info.height, taken_at=info.taken_at,
+                    camera=info.camera, orientation=info.orientation, vector=vector,
+                )
+            )
+            if state is None:
+                self.summary.new += 1
+            else:
+                self._existing[f.path] = state.id
+                self.summary.updated += 1
+        self.summary.embedded += len(self._decoded)
+        self._decoded.clear()
+
+    def flush(self) -> None:
+        self._embed()
+        if self._records or self._moves:
+            self.catalog.write(self._records, self._existing, self._moves, model_id=self.encoder.model_id)
+        self._records, self._moves, self._existing = [], [], {}
+
+    def delete(self, ids: list[int]) -> None:
+        if ids:
+            self.catalog.write([], {}, deleted=ids)

@@ -1,0 +1,72 @@
+"""The decode stage: read, hash and decode one file in a worker thread."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from clipsearch.errors import ImageDecodeError
+from clipsearch.imaging import ImageInfo, PreprocessConfig, load_for_model
+from indexer.scan import FoundFile
+
+MAX_FILE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Decoded:
+    file: FoundFile
+    content_hash: str
+    pixels: np.ndarray  # HxWx3 uint8 at model size
+    info: ImageInfo
+
+
+@dataclass(frozen=True)
+class Failed:
+    file: FoundFile
+    content_hash: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class KnownContent:
+    """The bytes are already in the catalog: a touched file, or a moved one (no decode needed)."""
+
+    file: FoundFile
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    file: FoundFile
+    expected_hash: str | None  # the stored hash of this path, if it had one
+    allow_move: bool = True
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def decode(job: DecodeJob, cfg: PreprocessConfig, max_megapixels: float, move_hashes: frozenset[str]):
+    """One file -> Decoded | Failed | KnownContent. Never raises for a bad file."""
+    found = job.file
+    if found.error:
+        return Failed(found, None, found.error)
+    try:
+        with open(found.path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return Failed(found, None, f"cannot read: {exc.strerror or exc}")
+    if len(data) > MAX_FILE_BYTES:
+        return Failed(found, None, "file larger than 1 GiB; not an image we can index")
+    digest = content_hash(data)
+    if digest == job.expected_hash or (job.allow_move and digest in move_hashes):
+        return KnownContent(found, digest)
+    try:
+        pixels, info = load_for_model(data, cfg, max_megapixels)
+    except ImageDecodeError as exc:
+        return Failed(found, digest, str(exc))
+    except MemoryError:
+        return Failed(found, digest, "out of memory while decoding")
+    return Decoded(found, digest, pixels, info)

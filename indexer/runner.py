@@ -1,0 +1,150 @@
+"""The runner: plans the work, keeps decoders ahead of the model, writes in committed batches."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
+from clipsearch.models import Encoder
+from clipsearch.settings import Settings
+from indexer.batch import BatchWriter
+from indexer.decode import DecodeJob, Decoded, Failed, KnownContent, decode
+from indexer.scan import Root, resolve_roots, scan
+from indexer.summary import IndexSummary
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    batch_size: int | None = None  # None: 256 on a GPU, 32 on a CPU
+    workers: int | None = None  # decode threads; None: one per core, at least 2
+
+
+@dataclass
+class Plan:
+    jobs: list[DecodeJob]
+    existing: dict[str, FileState]  # path -> row, for every file seen that the catalog knows
+    missing: dict[str, FileState]  # path -> row, known but not found on disk
+
+
+def plan_root(catalog: Catalog, root: Root, summary: IndexSummary) -> Plan:
+    states = catalog.file_states(root.path, root.is_dir)
+    jobs, existing, unreadable = [], {}, []
+    for found in scan(root, unreadable):
+        state = states.pop(found.path, None)
+        if state is not None:
+            existing[found.path] = state
+            if (state.size, state.mtime_ns) == (found.size, found.mtime_ns) and not found.error:
+                summary.unchanged += 1
+                continue
+        expected = state.content_hash if state is not None and state.status == "ok" else None
+        jobs.append(DecodeJob(found, expected, allow_move=state is None))
+    # Rows under folders we could not list are kept: unreadable is not deleted.
+    missing = {p: s for p, s in states.items() if not any(p.startswith(u + os.sep) for u in unreadable)}
+    return Plan(jobs, existing, missing)
+
+
+def _resolve_batch_size(options: IndexOptions, encoder: Encoder) -> int:
+    if options.batch_size:
+        return options.batch_size
+    return 256 if encoder.device.type == "cuda" else 32
+
+
+class _Run:
+    """State of one root's run: claims moves, routes decode results to the writer."""
+
+    def __init__(self, plan: Plan, writer: BatchWriter, summary: IndexSummary):
+        self.plan = plan
+        self.writer = writer
+        self.summary = summary
+        self.by_hash: dict[str, list[FileState]] = {}
+        for state in plan.missing.values():
+            if state.status == "ok" and state.content_hash:
+                self.by_hash.setdefault(state.content_hash, []).append(state)
+
+    @property
+    def move_hashes(self) -> frozenset[str]:
+        return frozenset(self.by_hash)
+
+    def handle(self, result) -> DecodeJob | None:
+        """Route one result; returns a job to run again (a duplicate of a moved file)."""
+        found = result.file
+        state = self.plan.existing.get(found.path)
+        if isinstance(result, Failed):
+            self.summary.failed += 1
+            self.summary.failures.append((found.path, result.reason))
+            self.writer.add_record(_failed_record(result), state)
+        elif isinstance(result, KnownContent):
+            if state is not None:  # touched: same bytes, new mtime
+                self.summary.unchanged += 1
+                self.writer.add_move(Move(state.id, found.path, found.root, found.size, found.mtime_ns))
+            else:
+                candidates = self.by_hash.get(result.content_hash)
+                if not candidates:
+                    return DecodeJob(found, None, allow_move=False)
+                old = candidates.pop()
+                self.plan.missing.pop(old.path, None)
+                self.summary.moved += 1
+                self.writer.add_move(Move(old.id, found.path, found.root, found.size, found.mtime_ns))
+        else:
+            self.writer.add_decoded(result, state)
+        return None
+
+
+def _failed_record(result: Failed) -> ImageRecord:
+    f = result.file
+    return ImageRecord(f.path, f.root, f.size, f.mtime_ns, result.content_hash, status="failed", error=result.reason)
+
+
+def run_index(
+    catalog: Catalog,
+    encoder: Encoder,
+    paths: list[Path],
+    settings: Settings,
+    options: IndexOptions = IndexOptions(),
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> IndexSummary:
+    """Index the images under `paths`; every finished batch is committed before the next starts."""
+    started = time.perf_counter()
+    summary = IndexSummary()
+    roots = resolve_roots(paths)
+    plans = [(root, plan_root(catalog, root, summary)) for root in roots]
+    if on_total:
+        on_total(sum(len(p.jobs) for _, p in plans))
+    batch_size = _resolve_batch_size(options, encoder)
+    workers = options.workers or max(2, os.cpu_count() or 2)
+    writer = BatchWriter(catalog, encoder, batch_size, summary)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        for _root, plan in plans:
+            run = _Run(plan, writer, summary)
+            _pump(pool, plan.jobs, run, encoder, settings, workers + 2 * batch_size, on_progress)
+            writer.flush()
+            writer.delete([s.id for s in plan.missing.values()])
+            summary.removed += len(plan.missing)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _pump(pool, jobs, run: _Run, encoder: Encoder, settings: Settings, window: int, on_progress) -> None:
+    """Keep up to `window` decodes in flight ahead of the model, consuming them in order."""
+    cfg, limit, moves = encoder.preprocess_cfg, settings.max_megapixels, run.move_hashes
+    queue: deque[DecodeJob] = deque(jobs)
+    inflight: deque[Future] = deque()
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < window:
+                inflight.append(pool.submit(decode, queue.popleft(), cfg, limit, moves))
+            retry = run.handle(inflight.popleft().result())
+            if retry is not None:
+                queue.appendleft(retry)
+            elif on_progress:
+                on_progress(1)
+    finally:
+        for fut in inflight:
+            fut.cancel()

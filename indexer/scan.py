@@ -1,0 +1,77 @@
+"""Finding image files under the roots, with the stat data that decides what needs work."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipsearch.imaging import IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str
+    root: str
+    size: int
+    mtime_ns: int
+    error: str | None = None  # set when the file is listed but cannot be stat'ed
+
+
+@dataclass(frozen=True)
+class Root:
+    path: str
+    is_dir: bool
+
+
+def resolve_roots(paths: list[Path]) -> list[Root]:
+    roots = []
+    for p in paths:
+        resolved = Path(os.path.abspath(os.path.expanduser(p)))
+        if not resolved.exists():
+            raise FileNotFoundError(2, "no such file or folder", str(p))
+        roots.append(Root(str(resolved), resolved.is_dir()))
+    return roots
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _found(path: str, root: str) -> FoundFile:
+    try:
+        st = os.stat(path)  # follows file symlinks: a linked photo is indexed under its link path
+    except OSError as exc:
+        reason = "broken symlink" if os.path.islink(path) else (exc.strerror or str(exc))
+        return FoundFile(path, root, 0, 0, error=f"cannot stat: {reason}")
+    return FoundFile(path, root, st.st_size, st.st_mtime_ns)
+
+
+def scan(root: Root, unreadable: list[str]) -> Iterator[FoundFile]:
+    """Image files under a root, depth first. Directory symlinks are not followed (no loops).
+
+    Folders that cannot be listed are appended to `unreadable`, so that the rows under
+    them are kept rather than swept as deleted.
+    """
+    if not root.is_dir:
+        yield _found(root.path, root.path)
+        return
+    stack = [root.path]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            unreadable.append(folder)
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append(entry.path)
+            elif _is_image_name(entry.name):
+                yield _found(entry.path, root.path)
