@@ -21,7 +21,10 @@ from indexer import IndexOptions, run_index
 def index_command(
     ctx: typer.Context,
     paths: List[Path] = typer.Argument(..., help="Folders (searched recursively) or image files."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; default: the store's model, or ViT-B-32-256:datacomp_s34b_b86k for a new store."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", envvar="CLIPSEARCH_MODEL",
+        help="Model spec; default: the store's model, or ViT-B-32-256:datacomp_s34b_b86k for a new store.",
+    ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per model batch (default 256 on GPU, 32 on CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode threads running ahead of the model."),
