@@ -1,0 +1,79 @@
+"""The README's front door stays true: its set-up commands exist, and its commands answer --help."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clipsearch.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _make_target(name: str) -> str:
+    makefile = (ROOT / "Makefile").read_text()
+    match = re.search(rf"^{name}:.*\n((?:\t.*\n)+)", makefile, flags=re.M)
+    assert match, f"Makefile has no {name} target"
+    return match.group(1)
+
+
+def test_readme_setup_commands_are_the_makefile_targets():
+    assert "make demo" in README and "make test" in README
+    assert "$(BIN)/clipsearch demo" in _make_target("demo")
+    assert "pytest" in _make_target("test")
+    install = (ROOT / "Makefile").read_text()
+    assert "torch==2.14.1 torchvision==0.29.1" in install
+    assert "pip install -q -e '.[dev]'" in install
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, flags=re.M)
+
+
+@pytest.mark.parametrize("command", sorted(set(re.findall(r"^### `clipsearch ([a-z-]+)", README, flags=re.M))))
+def test_documented_commands_have_help(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_every_command_is_documented():
+    commands = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+    for name in commands:
+        assert f"clipsearch {name}" in README, f"`clipsearch {name}` is not in the README"
+
+
+def test_wheel_works_outside_the_checkout(tmp_path):
+    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    wheel = next(wheel_dir.glob("clipsearch-*.whl"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True, capture_output=True,
+    )
+    probe = (
+        "import clipsearch, migrations, pathlib\n"
+        "from clipsearch.catalog import Catalog\n"
+        "from clipsearch.models import bundled_models, CONFIGS_DIR\n"
+        f"assert str(pathlib.Path(clipsearch.__file__)).startswith({str(target)!r}), clipsearch.__file__\n"
+        f"c = Catalog.open('sqlite:///{tmp_path}/c.db')\n"
+        "print('stats', c.stats().images)\n"
+        "print('configs', sorted(p.name for p in CONFIGS_DIR.glob('*.json')))\n"
+        "print('bundled', bundled_models())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"},
+        check=True, capture_output=True, text=True,
+    ).stdout
+    assert "stats 0" in out
+    assert "cs-tiny.json" in out
