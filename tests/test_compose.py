@@ -1,0 +1,73 @@
+"""docker-compose.yml agrees with the CLI, the settings and the README (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from clipsearch.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def _named_volumes(service: dict) -> dict[str, str]:
+    out = {}
+    for spec in service.get("volumes", []):
+        source, target = spec.split(":")[:2]
+        out[target] = source
+    return out
+
+
+def test_services_volumes_and_health():
+    assert set(SERVICES) == {"db", "indexer", "ui"}
+    assert "pgdata" in COMPOSE["volumes"] and "store" in COMPOSE["volumes"] and "models" in COMPOSE["volumes"]
+    assert "healthcheck" in SERVICES["db"]
+    for name in ("indexer", "ui"):
+        svc = SERVICES[name]
+        assert svc["depends_on"]["db"]["condition"] == "service_healthy"
+        vols = _named_volumes(svc)
+        assert vols["/store"] == "store" and vols["/models"] == "models"
+        assert any(v.endswith(":/photos:ro") for v in svc["volumes"]), "photos must be mounted read-only"
+
+
+def test_app_environment_matches_settings():
+    for name in ("indexer", "ui"):
+        env = SERVICES[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert "@db:5432/" in env["DATABASE_URL"]
+        assert env["CLIPSEARCH_HOME"] == "/store"
+        assert env["CLIPSEARCH_MODEL_CACHE"] == "/models"
+    db_env = SERVICES["db"]["environment"]
+    assert db_env["POSTGRES_DB"] in SERVICES["ui"]["environment"]["DATABASE_URL"]
+    settings_src = (ROOT / "clipsearch" / "settings.py").read_text()
+    for var in ("CLIPSEARCH_HOME", "DATABASE_URL", "CLIPSEARCH_MODEL_CACHE"):
+        assert var in settings_src
+
+
+def test_commands_are_real_cli_commands():
+    runner = CliRunner()
+    for name in ("indexer", "ui"):
+        command = SERVICES[name]["command"]
+        assert command[0] == "clipsearch"
+        result = runner.invoke(app, [command[1], "--help"])
+        assert result.exit_code == 0, f"{command}: {result.output}"
+        for option in (c for c in command[2:] if c.startswith("--")):
+            assert option in result.output, f"{option} is not an option of clipsearch {command[1]}"
+    assert SERVICES["indexer"]["command"] == ["clipsearch", "index", "/photos"]
+    gpu = SERVICES["indexer"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert "gpu" in gpu["capabilities"]
+
+
+def test_readme_documents_the_deployment():
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose up" in readme
+    for var in ("PHOTOS_DIR", "POSTGRES_PASSWORD", "CLIPSEARCH_MODEL", "UI_PORT", "DATABASE_URL"):
+        assert var in readme
+    env_refs = {"PHOTOS_DIR", "POSTGRES_PASSWORD", "CLIPSEARCH_MODEL", "UI_PORT"}
+    text = (ROOT / "docker-compose.yml").read_text()
+    for var in env_refs:
+        assert "${" + var in text
