@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from clipsearch.catalog import ImageMeta
-from clipsearch.errors import ImageDecodeError, QueryError
+from clipsearch.errors import EmptyStoreError, ImageDecodeError, QueryError
 from clipsearch.imaging import load_rgb
 from clipsearch.models import Encoder
 from clipsearch.store import Store
@@ -40,6 +40,15 @@ class SearchRequest:
     min_score: float | None = None
     taken_after: datetime | None = None
     taken_before: datetime | None = None
+
+    def validate(self) -> None:
+        """Reject a request that cannot be answered, before any model is loaded."""
+        if not ((self.text and self.text.strip()) or self.image is not None or self.image_id is not None):
+            raise QueryError("empty query: give some text, an --image, or both")
+        if self.k < 1 or self.k > MAX_K:
+            raise QueryError(f"k must be between 1 and {MAX_K} (got {self.k})")
+        if self.offset < 0:
+            raise QueryError(f"offset must be 0 or more (got {self.offset})")
 
     @property
     def has_filters(self) -> bool:
@@ -103,6 +112,12 @@ class SearchService:
     @classmethod
     def open(cls, store: Store, model: str | None = None, device: str = "auto") -> "SearchService":
         store.require_model()
+        if store.catalog.stats().images == 0:
+            # Bound to a model but holding nothing (only empty or failed files were indexed).
+            raise EmptyStoreError(
+                f"the store in {store.settings.home} holds no indexed images yet; "
+                f"run `clipsearch index PATH` on a folder with pictures first"
+            )
         encoder = store.load_encoder(model, device)
         index, notes = store.vector_index()
         return cls(store, encoder, index, notes)
@@ -125,16 +140,11 @@ class SearchService:
             if not len(ids):
                 raise QueryError(f"image {req.image_id} is not in the catalog (deleted or failed)")
             parts.append(vectors[0])
-        if not parts:
-            raise QueryError("empty query: give some text, an --image, or both")
         q = np.sum(parts, axis=0)
         return (q / max(np.linalg.norm(q), 1e-12)).astype(np.float32)
 
     def search(self, req: SearchRequest) -> SearchResult:
-        if req.k < 1 or req.k > MAX_K:
-            raise QueryError(f"k must be between 1 and {MAX_K} (got {req.k})")
-        if req.offset < 0:
-            raise QueryError("offset must be 0 or more")
+        req.validate()
         timings: dict[str, float] = {}
         notes: list[str] = []
         t0 = time.perf_counter()

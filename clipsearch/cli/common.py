@@ -23,9 +23,10 @@ def err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def quiet_libraries() -> None:
-    # open_clip logs a warning for every randomly initialised model; our own warning says it better.
-    logging.getLogger().setLevel(logging.ERROR)
+def quiet_libraries(debug: bool) -> None:
+    # open_clip logs to the root logger (random init, failed downloads); our own messages
+    # say the same thing once, with what to do about it.
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.CRITICAL)
 
 
 def cli_command(fn):
@@ -33,7 +34,7 @@ def cli_command(fn):
 
     @functools.wraps(fn)
     def wrapper(ctx: typer.Context, *args, **kwargs):
-        quiet_libraries()
+        quiet_libraries(ctx.obj.debug)
         try:
             return fn(ctx, *args, **kwargs)
         except ClipsearchError as exc:

@@ -35,12 +35,13 @@ def query_command(
     settings = ctx.obj.settings
     store = Store.open(settings)
     query_image = load_query_image(image, settings.max_megapixels) if image else None
-    service = SearchService.open(store, model, device)
-    warn_if_random(service.encoder)
     request = SearchRequest(
         text=text, image=query_image, k=k, offset=offset, folder=folder, min_score=min_score,
         taken_after=after, taken_before=before,
     )
+    request.validate()
+    service = SearchService.open(store, model, device)
+    warn_if_random(service.encoder)
     result = service.search(request)
     for note in service.open_notes + result.notes:
         err(f"note: {note}")

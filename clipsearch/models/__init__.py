@@ -121,6 +121,15 @@ def _create(open_clip, name: str, pretrained: str | None, cache_dir: Path | None
         raise
 
 
+def _download_reason(exc: Exception) -> str:
+    text = str(exc)
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return "downloads are switched off (HF_HUB_OFFLINE is set) and the weights are not in the cache"
+    if "Internet connection" in text or "local cache" in text or "Name or service" in text:
+        return "the model hub is not reachable and the weights are not in the cache"
+    return text if len(text) < 300 else text[:300] + "..."
+
+
 def load_encoder(spec: str, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
     parsed = parse_model_spec(spec)
     open_clip = _open_clip()
@@ -163,9 +172,9 @@ def load_encoder(spec: str, device: str = "auto", cache_dir: Path | None = None)
             raise
         except Exception as exc:
             raise ModelError(
-                f"could not download or load {spec} ({exc}). The weights are fetched once from the model "
-                f"hub into {cache_dir or 'the model cache'}; check your internet connection, or use a local "
-                f"checkpoint folder or a bundled model ({', '.join(bundled_models()) or 'none installed'})"
+                f"could not download or load {spec}: {_download_reason(exc)}. The weights are fetched once "
+                f"from the model hub into {cache_dir or 'the model cache'}; check your internet connection, "
+                f"or use a local checkpoint folder or a bundled model ({', '.join(bundled_models()) or 'none installed'})"
             ) from None
     encoder = OpenClipEncoder(model, tokenizer, _preprocess_from(model), model_id, dev)
     encoder.is_random = parsed.is_random
