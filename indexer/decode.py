@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipsearch.errors import ImageDecodeError
-from clipsearch.imaging import ImageInfo, PreprocessConfig, load_for_model
+from clipsearch.imaging import ImageInfo, PreprocessConfig, load_for_model, load_rgb, resize_for_model
+from clipsearch.thumbnails import Thumbnails
 from indexer.scan import FoundFile
 
 MAX_FILE_BYTES = 1 << 30
@@ -48,8 +49,17 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def decode(job: DecodeJob, cfg: PreprocessConfig, max_megapixels: float, move_hashes: frozenset[str]):
-    """One file -> Decoded | Failed | KnownContent. Never raises for a bad file."""
+def decode(
+    job: DecodeJob,
+    cfg: PreprocessConfig,
+    max_megapixels: float,
+    move_hashes: frozenset[str],
+    thumbs: Thumbnails | None = None,
+):
+    """One file -> Decoded | Failed | KnownContent. Never raises for a bad file.
+
+    With `thumbs`, a missing thumbnail is written from the same decode as the model input.
+    """
     found = job.file
     if found.error:
         return Failed(found, None, found.error)
@@ -64,9 +74,23 @@ def decode(job: DecodeJob, cfg: PreprocessConfig, max_megapixels: float, move_ha
     if digest == job.expected_hash or (job.allow_move and digest in move_hashes):
         return KnownContent(found, digest)
     try:
-        pixels, info = load_for_model(data, cfg, max_megapixels)
+        if thumbs is not None and not thumbs.has(digest):
+            pixels, info = _decode_with_thumbnail(data, digest, cfg, max_megapixels, thumbs)
+        else:
+            pixels, info = load_for_model(data, cfg, max_megapixels)
     except ImageDecodeError as exc:
         return Failed(found, digest, str(exc))
     except MemoryError:
         return Failed(found, digest, "out of memory while decoding")
     return Decoded(found, digest, pixels, info)
+
+
+def _decode_with_thumbnail(data: bytes, digest: str, cfg: PreprocessConfig, max_megapixels: float, thumbs: Thumbnails):
+    # One decode, large enough for both the model input and the thumbnail.
+    rgb, info = load_rgb(data, max_megapixels, min_side=max(2 * cfg.size, thumbs.side))
+    pixels = resize_for_model(rgb, cfg)
+    try:
+        thumbs.save(digest, rgb)
+    except OSError:
+        pass  # a cache write failing (full or read-only home) must not fail the file; the UI makes it later
+    return pixels, info

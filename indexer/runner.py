@@ -13,6 +13,7 @@ from typing import Callable
 from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
 from clipsearch.models import Encoder
 from clipsearch.settings import Settings
+from clipsearch.thumbnails import Thumbnails
 from indexer.batch import BatchWriter
 from indexer.decode import DecodeJob, Decoded, Failed, KnownContent, decode
 from indexer.scan import Root, resolve_roots, scan
@@ -134,12 +135,13 @@ def run_index(
 def _pump(pool, jobs, run: _Run, encoder: Encoder, settings: Settings, window: int, on_progress) -> None:
     """Keep up to `window` decodes in flight ahead of the model, consuming them in order."""
     cfg, limit, moves = encoder.preprocess_cfg, settings.max_megapixels, run.move_hashes
+    thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
     queue: deque[DecodeJob] = deque(jobs)
     inflight: deque[Future] = deque()
     try:
         while queue or inflight:
             while queue and len(inflight) < window:
-                inflight.append(pool.submit(decode, queue.popleft(), cfg, limit, moves))
+                inflight.append(pool.submit(decode, queue.popleft(), cfg, limit, moves, thumbs))
             retry = run.handle(inflight.popleft().result())
             if retry is not None:
                 queue.appendleft(retry)

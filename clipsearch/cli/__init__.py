@@ -32,7 +32,7 @@ def _global_options(
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, status_cmd  # noqa: F401
+    from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, status_cmd, ui_cmd  # noqa: F401
 
     try:
         from clipsearch.cli import train_cmd  # noqa: F401

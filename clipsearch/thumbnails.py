@@ -1,0 +1,109 @@
+"""Small JPEG previews of indexed images, cached under the store's home by content hash.
+
+The web grid shows these instead of decoding full-size originals on every page view.
+The indexer writes them while it has each image decoded anyway; anything it missed (a store
+indexed before thumbnails existed, a failed write) is made on first request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from clipsearch.errors import StoreError
+from clipsearch.imaging import load_rgb
+from clipsearch.settings import Settings
+
+JPEG_QUALITY = 82
+
+
+def content_hash(data: bytes) -> str:
+    """The catalog's content hash (must match indexer.decode.content_hash)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def encode_thumbnail(rgb: Image.Image, side: int) -> bytes:
+    """An RGB image -> JPEG bytes whose longer side is at most `side` pixels."""
+    thumb = rgb.copy()
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    thumb.convert("RGB").save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return buf.getvalue()
+
+
+class Thumbnails:
+    """The thumbnail cache of one store: thumbs/ab/abcdef....jpg."""
+
+    def __init__(self, root: Path, side: int, max_megapixels: float):
+        self.root = Path(root)
+        self.side = side
+        self.max_megapixels = max_megapixels
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "Thumbnails":
+        return cls(settings.home / "thumbs", settings.thumbnail_size, settings.max_megapixels)
+
+    def path_for(self, digest: str) -> Path:
+        if not digest or not all(c in "0123456789abcdef" for c in digest):
+            # Hashes come from the catalog, but a bad one must never become a path outside root.
+            raise StoreError(f"not a content hash: {digest!r}")
+        return self.root / digest[:2] / f"{digest}.jpg"
+
+    def has(self, digest: str) -> bool:
+        return self.path_for(digest).is_file()
+
+    def save(self, digest: str, rgb: Image.Image) -> Path:
+        """Write the thumbnail of an already decoded image (atomically: readers never see half a file)."""
+        path = self.path_for(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = encode_thumbnail(rgb, self.side)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def get(self, digest: str | None, original: str | Path) -> bytes:
+        """The thumbnail bytes for an indexed image, made from `original` when missing.
+
+        `original` must be a path read from the catalog, never one supplied by a user.
+        Raises StoreError when the original is gone and no thumbnail was kept, and
+        ImageDecodeError when the original can no longer be decoded.
+        """
+        if digest:
+            cached = self.path_for(digest)
+            if cached.is_file():
+                return cached.read_bytes()
+        data = read_original(original)
+        rgb, _info = load_rgb(data, self.max_megapixels, min_side=self.side)
+        # Keyed by the bytes actually read: if the file changed since it was indexed,
+        # its old hash must not end up showing the new picture.
+        try:
+            return self.save(content_hash(data), rgb).read_bytes()
+        except OSError:
+            # The cache is an optimisation; a read-only home still gets its preview.
+            return encode_thumbnail(rgb, self.side)
+
+
+def read_original(path: str | Path) -> bytes:
+    """An indexed file's bytes, with readable errors for the ways it can have gone away."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise StoreError(
+            f"{path} is no longer on disk; run `clipsearch index` on its folder to update the catalog"
+        ) from None
+    except IsADirectoryError:
+        raise StoreError(f"{path} is now a folder, not an image; re-run `clipsearch index`") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+

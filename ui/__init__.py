@@ -1,0 +1,1 @@
+"""The Streamlit web UI: `clipsearch ui` runs ui/app.py."""
