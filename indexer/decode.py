@@ -72,6 +72,8 @@ def decode(
         return Failed(found, None, "file larger than 1 GiB; not an image we can index")
     digest = content_hash(data)
     if digest == job.expected_hash or (job.allow_move and digest in move_hashes):
+        if thumbs is not None and not thumbs.has(digest):
+            _thumbnail_only(data, digest, max_megapixels, thumbs)
         return KnownContent(found, digest)
     try:
         if thumbs is not None and not thumbs.has(digest):
@@ -89,8 +91,20 @@ def _decode_with_thumbnail(data: bytes, digest: str, cfg: PreprocessConfig, max_
     # One decode, large enough for both the model input and the thumbnail.
     rgb, info = load_rgb(data, max_megapixels, min_side=max(2 * cfg.size, thumbs.side))
     pixels = resize_for_model(rgb, cfg)
+    _save_thumbnail(thumbs, digest, rgb)
+    return pixels, info
+
+
+def _thumbnail_only(data: bytes, digest: str, max_megapixels: float, thumbs: Thumbnails) -> None:
+    try:
+        rgb, _info = load_rgb(data, max_megapixels, min_side=thumbs.side)
+    except ImageDecodeError:
+        return  # the catalog's vector stays valid; the UI reports the file when it is opened
+    _save_thumbnail(thumbs, digest, rgb)
+
+
+def _save_thumbnail(thumbs: Thumbnails, digest: str, rgb) -> None:
     try:
         thumbs.save(digest, rgb)
     except OSError:
         pass  # a cache write failing (full or read-only home) must not fail the file; the UI makes it later
-    return pixels, info

@@ -33,7 +33,8 @@ class Plan:
     missing: dict[str, FileState]  # path -> row, known but not found on disk
 
 
-def plan_root(catalog: Catalog, root: Root, summary: IndexSummary) -> Plan:
+def plan_root(catalog: Catalog, root: Root, summary: IndexSummary, thumbs: Thumbnails | None = None) -> Plan:
+    """The decode jobs for one root; with `thumbs`, unchanged images lacking a thumbnail are read again for it."""
     states = catalog.file_states(root.path, root.is_dir)
     jobs, existing, unreadable = [], {}, []
     for found in scan(root, unreadable):
@@ -41,13 +42,19 @@ def plan_root(catalog: Catalog, root: Root, summary: IndexSummary) -> Plan:
         if state is not None:
             existing[found.path] = state
             if (state.size, state.mtime_ns) == (found.size, found.mtime_ns) and not found.error:
-                summary.unchanged += 1
-                continue
+                if not _lacks_thumbnail(state, thumbs):
+                    summary.unchanged += 1
+                    continue
         expected = state.content_hash if state is not None and state.status == "ok" else None
         jobs.append(DecodeJob(found, expected, allow_move=state is None))
     # Rows under folders we could not list are kept: unreadable is not deleted.
     missing = {p: s for p, s in states.items() if not any(p.startswith(u + os.sep) for u in unreadable)}
     return Plan(jobs, existing, missing)
+
+
+def _lacks_thumbnail(state: FileState, thumbs: Thumbnails | None) -> bool:
+    # Stores indexed before thumbnails existed gain them on their next run.
+    return thumbs is not None and state.status == "ok" and bool(state.content_hash) and not thumbs.has(state.content_hash)
 
 
 def _resolve_batch_size(options: IndexOptions, encoder: Encoder) -> int:
@@ -115,7 +122,8 @@ def run_index(
     started = time.perf_counter()
     summary = IndexSummary()
     roots = resolve_roots(paths)
-    plans = [(root, plan_root(catalog, root, summary)) for root in roots]
+    thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
+    plans = [(root, plan_root(catalog, root, summary, thumbs)) for root in roots]
     if on_total:
         on_total(sum(len(p.jobs) for _, p in plans))
     batch_size = _resolve_batch_size(options, encoder)
@@ -124,7 +132,7 @@ def run_index(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         for _root, plan in plans:
             run = _Run(plan, writer, summary)
-            _pump(pool, plan.jobs, run, encoder, settings, workers + 2 * batch_size, on_progress)
+            _pump(pool, plan.jobs, run, encoder, settings, thumbs, workers + 2 * batch_size, on_progress)
             writer.flush()
             writer.delete([s.id for s in plan.missing.values()])
             summary.removed += len(plan.missing)
@@ -132,10 +140,9 @@ def run_index(
     return summary
 
 
-def _pump(pool, jobs, run: _Run, encoder: Encoder, settings: Settings, window: int, on_progress) -> None:
+def _pump(pool, jobs, run: _Run, encoder: Encoder, settings: Settings, thumbs: Thumbnails | None, window: int, on_progress) -> None:
     """Keep up to `window` decodes in flight ahead of the model, consuming them in order."""
     cfg, limit, moves = encoder.preprocess_cfg, settings.max_megapixels, run.move_hashes
-    thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
     queue: deque[DecodeJob] = deque(jobs)
     inflight: deque[Future] = deque()
     try:

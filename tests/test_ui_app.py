@@ -6,9 +6,10 @@ that change files on disk index their own. The page reads CLIPSEARCH_HOME like `
 
 from __future__ import annotations
 
-import re
-import sqlite3
 import json
+import re
+import shutil
+import sqlite3
 from datetime import date
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from clipsearch.cli import ui_cmd
 from clipsearch.errors import StoreError
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails, content_hash
-from conftest import MODEL, make_exif, make_photos, ok, pattern_image, query_json, run_cli, save_image
+from conftest import MODEL, index_json, make_exif, make_photos, ok, pattern_image, query_json, run_cli, save_image
 from indexer.decode import content_hash as indexer_content_hash
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
@@ -272,6 +273,17 @@ def test_index_writes_a_thumbnail_per_decoded_image(store):
         assert path.parent.name == path.stem[:2]
         with Image.open(path) as img:
             assert img.format == "JPEG" and max(img.size) <= Settings.thumbnail_size
+
+
+def test_next_index_run_restores_missing_thumbnails_without_re_embedding(tmp_path):
+    photos, home = build_store(tmp_path)
+    shutil.rmtree(home / "thumbs")
+    summary = index_json(photos, env={"CLIPSEARCH_HOME": str(home)})
+    # Counts as a plain re-run would (the broken file is unchanged too): only thumbnails are made.
+    assert (summary["unchanged"], summary["embedded"], summary["new"], summary["updated"]) == (N_IMAGES + 1, 0, 0, 0)
+    assert len(list((home / "thumbs").rglob("*.jpg"))) == N_IMAGES
+    again = index_json(photos, env={"CLIPSEARCH_HOME": str(home)})
+    assert (again["unchanged"], again["embedded"]) == (N_IMAGES + 1, 0)
 
 
 def test_missing_thumbnail_is_made_on_demand(tmp_path):

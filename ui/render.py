@@ -72,9 +72,8 @@ def _result_card(hit: SearchHit, thumbs: Thumbnails, on_like: Callable, on_open:
         st.caption(caption)
         st.warning(str(exc))
     st.caption(Path(hit.path).name)
-    like, open_ = st.columns(2)
-    like.button("More like this", key=f"like-{hit.id}", on_click=on_like, args=(hit.id,), width="stretch")
-    open_.button("Open", key=f"open-{hit.id}", on_click=on_open, args=(hit.id,), width="stretch")
+    st.button("More like this", key=f"like-{hit.id}", on_click=on_like, args=(hit.id,), width="stretch")
+    st.button("Open", key=f"open-{hit.id}", on_click=on_open, args=(hit.id,), width="stretch", type="tertiary")
 
 
 def results_header(results: Results) -> None:

@@ -19,7 +19,8 @@ def app_file() -> Path:
     """The installed page script (found through the package, so any working directory works)."""
     import ui
 
-    path = Path(ui.__file__).parent / "app.py"
+    # __path__, not __file__: an editable install made before ui/__init__.py existed sees a namespace package.
+    path = Path(next(iter(ui.__path__))) / "app.py"
     if not path.is_file():
         raise ConfigError(f"the web UI is not installed ({path} is missing); reinstall clipsearch")
     return path
@@ -32,6 +33,7 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "--server.port", str(port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button: this page is the product
         # The page is served, not developed: no reloads when files change on disk.
         "--server.fileWatcherType", "none",
         "--server.runOnSave", "false",
