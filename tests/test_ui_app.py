@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from clipsearch.cli import ui_cmd
 from clipsearch.errors import StoreError
+from clipsearch.search import SearchService
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails, content_hash
 from conftest import MODEL, index_json, make_exif, make_photos, ok, pattern_image, query_json, run_cli, save_image
@@ -208,6 +209,22 @@ def test_sidebar_shows_store_status(store):
     sidebar = texts(at.sidebar.markdown)
     assert MODEL in sidebar and "flat" in sidebar
     assert "broken.jpg" in texts(at.sidebar.caption)
+
+
+def test_engine_loads_once_and_new_commits_appear(own_store, monkeypatch):
+    photos, home = own_store
+    opened = []
+    real_open = SearchService.open.__func__
+    monkeypatch.setattr(SearchService, "open", classmethod(lambda cls, *a, **kw: opened.append(1) or real_open(cls, *a, **kw)))
+    first = search(start(), "a red square")
+    assert len(grid(first)) == N_IMAGES
+    make_photos(photos / "later", 3, seed=9, prefix="later")
+    ok(run_cli("--home", home, "index", photos / "later"))
+    second = search(start(), "a blue circle")  # another session, after an index run committed
+    assert len(grid(second)) == N_IMAGES + 3
+    assert {"later000.jpg", "later001.jpg", "later002.png"} <= set(names(second))
+    assert {m.label: m.value for m in second.sidebar.metric}["Images indexed"] == str(N_IMAGES + 3)
+    assert len(opened) == 1, "model, catalog and index load once per server process"
 
 
 # -- stores that cannot answer ------------------------------------------------------------------

@@ -117,7 +117,8 @@ def current_results(engine: Engine, inp: PageInput, settings: Settings) -> Resul
         results = Results(inp.signature())
     try:
         request = build_request(inp, offset=len(results.hits), max_megapixels=settings.max_megapixels)
-        results.add_page(engine.search(request), inp.page_size)
+        with st.spinner("Searching…"):
+            results.add_page(engine.search(request), inp.page_size)
     except ClipsearchError as exc:
         st.error(str(exc))
         return None

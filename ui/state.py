@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from clipsearch.imaging import load_rgb
 from clipsearch.search import SearchHit, SearchRequest, SearchResult, SearchService
 from clipsearch.settings import Settings
 from clipsearch.store import Store
-from clipsearch.thumbnails import Thumbnails
+from clipsearch.thumbnails import Thumbnails, encode_thumbnail, read_original
 
 
 @dataclass
@@ -50,9 +51,6 @@ def open_engine(home: str) -> Engine:
 @st.cache_data(max_entries=16, show_spinner=False)
 def screen_image(path: str, mtime_ns: int, side: int, max_megapixels: float) -> bytes:
     """A screen-sized JPEG of an original (cached by path and mtime, so edits are seen)."""
-    from clipsearch.imaging import load_rgb
-    from clipsearch.thumbnails import encode_thumbnail, read_original
-
     rgb, _info = load_rgb(read_original(path), max_megapixels, min_side=side)
     return encode_thumbnail(rgb, side)
 
