@@ -5,6 +5,7 @@ Front ends build a SearchRequest and render the SearchResult; all ranking lives 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,7 +100,8 @@ def load_query_image(path: Path, max_megapixels: float) -> Image.Image:
 
 def _folder_prefix(folder: str) -> str:
     p = Path(folder).expanduser()
-    return str(p.resolve()) if p.exists() or folder.startswith((".", "~", "/")) else folder
+    # abspath, not resolve(): the indexer records paths as given (symlinks kept), so must the filter.
+    return os.path.abspath(p) if p.exists() or folder.startswith((".", "~", "/")) else folder
 
 
 class SearchService:

@@ -72,6 +72,8 @@ class Catalog:
             raise StoreError(f"cannot open the catalog at {safe_url(url)}: {exc.orig}") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the catalog at {safe_url(url)}: {exc}") from None
+        except OSError as exc:  # e.g. its folder cannot be created
+            raise StoreError(f"cannot open the catalog at {safe_url(url)}: {exc.strerror or exc}") from None
         return cls(engine)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from clipsearch.cli.common import cli_command, err, warn_if_random
 from clipsearch.lock import write_lock
 from clipsearch.store import Store
 from indexer import IndexOptions, run_index
+from indexer.scan import resolve_roots
 
 
 @app.command("index")
@@ -32,6 +33,8 @@ def index_command(
 ) -> None:
     """Index images under PATHS (JPEG, PNG, WebP, GIF, BMP, TIFF; HEIC with pillow-heif)."""
     settings = ctx.obj.settings
+    # A missing path fails here, before any model loads or a fresh store is bound to one.
+    resolve_roots(paths)
     store = Store.open(settings)
     with write_lock(settings.lock_path):
         encoder = store.load_encoder(model, device)

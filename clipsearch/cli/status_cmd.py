@@ -39,11 +39,11 @@ def status_command(
         info.update(vectors=index.ntotal, index_kind=index.kind)
     if failures:
         info["failures"] = [{"path": p, "reason": r} for p, r in store.catalog.failures()]
+    for note in notes:  # on stderr, so --json output stays parseable
+        typer.echo(f"note: {note}", err=True)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
-    for note in notes:
-        typer.echo(f"note: {note}", err=True)
     width = max(len(k) for k in info)
     for key, value in info.items():
         if key != "failures":
