@@ -1,0 +1,182 @@
+"""The SQL catalog on SQLite: schema by Alembic, vectors, sequence counter and tombstones."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from clipsearch.catalog import Catalog, ImageRecord, Move
+from clipsearch.catalog.migrate import current_revision, head_revision
+from clipsearch.catalog.schema import Base
+from clipsearch.errors import ModelMismatchError, StoreError
+
+DIM = 16
+
+
+def unit(seed: int, dim: int = DIM) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def rec(name: str, seed: int | None, status: str = "ok", **kw) -> ImageRecord:
+    return ImageRecord(
+        path=f"/photos/{name}", root="/photos", size=kw.pop("size", 1000 + (seed or 0)), mtime_ns=kw.pop("mtime_ns", 5),
+        content_hash=kw.pop("content_hash", f"hash-{name}-{seed}"), status=status,
+        vector=None if seed is None else unit(seed), **kw,
+    )
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "store" / "catalog.db"
+
+
+@pytest.fixture
+def catalog(db):
+    cat = Catalog.open(f"sqlite:///{db}")
+    cat.bind_model("m:test", "m:test", DIM)
+    yield cat
+    cat.close()
+
+
+def ids_by_name(catalog: Catalog) -> dict[str, int]:
+    return {m.path.rsplit("/", 1)[1]: m.id for m in catalog.fetch_meta(range(1, 1000)).values()}
+
+
+def test_open_creates_schema_at_alembic_head(db):
+    catalog = Catalog.open(f"sqlite:///{db}")
+    try:
+        assert db.is_file()
+        assert current_revision(catalog.engine) == head_revision() == "0001"
+        tables = set(inspect(catalog.engine).get_table_names())
+        assert {"images", "store_meta", "tombstones", "alembic_version"} <= tables
+        con = sqlite3.connect(db)
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        con.close()
+        assert catalog.store_model() is None and catalog.current_seq() == 0
+    finally:
+        catalog.close()
+    # Reopening an up-to-date store is a no-op that keeps the data.
+    again = Catalog.open(f"sqlite:///{db}")
+    again.set_meta("probe", "kept")
+    again.close()
+    third = Catalog.open(f"sqlite:///{db}")
+    assert third.get_meta("probe") == "kept"
+    third.close()
+
+
+def test_models_and_migrations_agree(db):
+    catalog = Catalog.open(f"sqlite:///{db}")
+    try:
+        with catalog.engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            diff = compare_metadata(ctx, Base.metadata)
+        assert diff == []
+    finally:
+        catalog.close()
+
+
+def test_unopenable_catalog_is_a_store_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot open the catalog"):
+        Catalog.open(f"sqlite:///{blocker / 'sub' / 'catalog.db'}")
+
+
+def test_vectors_round_trip_as_float16(catalog, db):
+    records = [rec(f"{i}.jpg", i, width=64, height=48, camera="Canon EOS 5D",
+                   taken_at=datetime(2021, 6, 15, 10, 30), orientation=6) for i in range(30)]
+    catalog.write(records, {}, model_id="m:test")
+    ids, vectors = catalog.fetch_vectors(range(1, 31))
+    assert vectors.dtype == np.float32 and vectors.shape == (30, DIM)
+    expected = np.stack([unit(i) for i in range(30)])
+    order = np.argsort(ids)
+    np.testing.assert_allclose(vectors[order], expected, atol=1e-3)
+    np.testing.assert_array_equal(vectors[order], expected.astype(np.float16).astype(np.float32))
+
+    con = sqlite3.connect(db)
+    blobs = con.execute("SELECT embedding, model_id, vec_seq, status FROM images ORDER BY id").fetchall()
+    con.close()
+    assert all(len(b) == DIM * 2 for b, *_ in blobs)  # 2 bytes per component
+    assert {m for _, m, _, _ in blobs} == {"m:test"}
+    assert [s for _, _, s, _ in blobs] == list(range(1, 31))
+
+    it_ids, it_vecs = zip(*catalog.iter_vectors(chunk=7))
+    assert sum(len(i) for i in it_ids) == 30
+    np.testing.assert_array_equal(np.concatenate(it_ids), np.sort(ids))
+    assert len(catalog.sample_vectors(10)) == 10
+
+    meta = catalog.fetch_meta([ids[0]])[int(ids[0])]
+    assert (meta.width, meta.height, meta.camera, meta.taken_at) == (64, 48, "Canon EOS 5D", datetime(2021, 6, 15, 10, 30))
+    stats = catalog.stats()
+    assert (stats.images, stats.failed, stats.seq) == (30, 0, 30)
+
+
+def test_sequence_tombstones_and_watermark_reads(catalog):
+    catalog.write([rec("a.jpg", 1), rec("b.jpg", 2), rec("c.jpg", 3), rec("bad.jpg", None, status="failed", error="nope")],
+                  {}, model_id="m:test")
+    ids = ids_by_name(catalog)
+    assert catalog.current_seq() == 3  # failed rows carry no vector and take no sequence number
+    assert catalog.failures() == [("/photos/bad.jpg", "nope")]
+    assert catalog.stats().failed == 1
+
+    # b.jpg re-embedded (new content), c.jpg now fails to decode, a.jpg deleted.
+    catalog.write([rec("b.jpg", 20, content_hash="new")], {"/photos/b.jpg": ids["b.jpg"]}, model_id="m:test")
+    assert catalog.current_seq() == 4
+    catalog.write([rec("c.jpg", None, status="failed", error="truncated")], {"/photos/c.jpg": ids["c.jpg"]})
+    assert catalog.current_seq() == 5
+    catalog.write([], {}, deleted=[ids["a.jpg"]])
+    assert catalog.current_seq() == 6
+
+    assert list(catalog.tombstones(0)) == [ids["c.jpg"], ids["a.jpg"]]
+    assert list(catalog.tombstones(5)) == [ids["a.jpg"]]
+    assert list(catalog.tombstones(3, up_to_seq=5)) == [ids["c.jpg"]]
+    changed = [i for chunk, _ in catalog.iter_vectors(after_seq=3) for i in chunk]
+    assert changed == [ids["b.jpg"]]
+    assert [i for chunk, _ in catalog.iter_vectors(after_seq=0, up_to_seq=3) for i in chunk] == []  # b moved on
+    all_now, vecs = catalog.fetch_vectors(ids.values())
+    assert list(all_now) == [ids["b.jpg"]]
+    np.testing.assert_allclose(vecs[0], unit(20), atol=1e-3)
+    assert "a.jpg" not in ids_by_name(catalog)
+    assert catalog.stats().images == 1 and catalog.stats().failed == 2
+
+    # Ids are never reused after a delete (the FAISS cache keys vectors by id).
+    catalog.write([rec("d.jpg", 4)], {}, model_id="m:test")
+    assert ids_by_name(catalog)["d.jpg"] > max(ids.values())
+
+
+def test_moves_keep_vector_and_sequence(catalog):
+    catalog.write([rec("a.jpg", 1)], {}, model_id="m:test")
+    (row_id,) = ids_by_name(catalog).values()
+    seq = catalog.current_seq()
+    catalog.write([], {}, moves=[Move(row_id, "/elsewhere/z.jpg", "/elsewhere", 1001, 99)])
+    meta = catalog.fetch_meta([row_id])[row_id]
+    assert meta.path == "/elsewhere/z.jpg" and meta.size == 1001
+    assert list(catalog.tombstones(0)) == []
+    assert [i for chunk, _ in catalog.iter_vectors(after_seq=seq) for i in chunk] == []
+    states = catalog.file_states("/elsewhere", is_dir=True)
+    assert list(states) == ["/elsewhere/z.jpg"] and states["/elsewhere/z.jpg"].mtime_ns == 99
+    assert catalog.file_states("/photos", is_dir=True) == {}
+    assert catalog.vectors_by_hash(["hash-a.jpg-1"]).keys() == {"hash-a.jpg-1"}
+
+
+def test_file_states_respect_folder_boundaries(catalog):
+    catalog.write([rec("x/1.jpg", 1), rec("xy/2.jpg", 2)], {}, model_id="m:test")
+    assert list(catalog.file_states("/photos/x", is_dir=True)) == ["/photos/x/1.jpg"]
+    assert list(catalog.file_states("/photos/x/", is_dir=True)) == ["/photos/x/1.jpg"]
+    assert list(catalog.file_states("/photos/xy/2.jpg", is_dir=False)) == ["/photos/xy/2.jpg"]
+
+
+def test_store_model_binding(catalog):
+    assert catalog.store_model().model_id == "m:test" and catalog.dim() == DIM
+    assert catalog.bind_model("m:test", "m:test", DIM).dim == DIM
+    with pytest.raises(ModelMismatchError) as info:
+        catalog.bind_model("m:other", "m:other", DIM)
+    assert "m:test" in str(info.value) and "m:other" in str(info.value)

@@ -1,0 +1,219 @@
+"""`clipsearch query` and `clipsearch status` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import MODEL, PHOTOS_COUNT, catalog_rows, index_json, make_photos, ok, query_json, run_cli, status_json
+
+
+@pytest.fixture
+def indexed(tmp_path, home):
+    """A store holding two folders: photos/alpha (8 images) and photos/beta (12 images)."""
+    folder = tmp_path / "photos"
+    make_photos(folder / "alpha", 8, seed=1, prefix="a")
+    make_photos(folder / "beta", 12, seed=2, prefix="b")
+    summary = index_json(folder)
+    assert summary["new"] == 20
+    return folder
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert len(lines) == 1, f"expected a one-line message, got:\n{text}"
+    return lines[0]
+
+
+def _assert_sorted(hits):
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+
+
+def test_query_by_image_ranks_itself_first(indexed, home):
+    rows = catalog_rows(home)
+    for probe in (indexed / "alpha" / "a003.jpg", indexed / "beta" / "b005.png", indexed / "beta" / "b010.jpg"):
+        hits = query_json("--image", probe, "-k", "5")
+        assert len(hits) == 5
+        top = hits[0]
+        assert top["path"] == str(probe.resolve())
+        assert top["id"] == rows[str(probe.resolve())]["id"]
+        assert top["score"] > 0.99
+        assert all(h["score"] < top["score"] for h in hits[1:])
+        assert len({h["id"] for h in hits}) == 5
+        _assert_sorted(hits)
+
+
+def test_json_fields_and_text_output(indexed, home):
+    rows = catalog_rows(home)
+    hits = query_json("a red and green pattern", "-k", "20")
+    assert len(hits) == 20
+    _assert_sorted(hits)
+    for hit in hits:
+        assert {"id", "path", "score", "width", "height"} <= set(hit)
+        row = rows[hit["path"]]
+        assert hit["id"] == row["id"]
+        assert (hit["width"], hit["height"]) == (64, 48) == (row["width"], row["height"])
+        assert isinstance(hit["score"], float) and -1.0 <= hit["score"] <= 1.001
+
+    result = ok(run_cli("query", "a red and green pattern", "-k", "3"))
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    for rank, (line, hit) in enumerate(zip(lines, hits), start=1):
+        r, score, path = line.split(None, 2)
+        assert int(r) == rank and path == hit["path"]
+        assert abs(float(score) - hit["score"]) < 1e-3
+
+
+def test_k_is_honoured(indexed):
+    for k in (1, 3, 7):
+        hits = query_json("--image", indexed / "alpha" / "a000.jpg", "-k", str(k))
+        assert len(hits) == k
+    assert len(query_json("anything", "-k", "100")) == 20
+    # Paging: offset continues where the first page stopped.
+    full = query_json("--image", indexed / "alpha" / "a000.jpg", "-k", "6")
+    page2 = query_json("--image", indexed / "alpha" / "a000.jpg", "-k", "3", "--offset", "3")
+    assert [h["id"] for h in page2] == [h["id"] for h in full[3:]]
+    assert [h["rank"] for h in page2] == [4, 5, 6]
+    bad = run_cli("query", "x", "-k", "0")
+    assert bad.exit_code != 0 and _one_line(bad.stderr).startswith("error:")
+
+
+def test_image_and_text_combined(indexed):
+    probe = indexed / "beta" / "b001.jpg"
+    hits = query_json("a photo", "--image", probe, "-k", "5")
+    assert len(hits) == 5
+    _assert_sorted(hits)
+    image_only = query_json("--image", probe, "-k", "1")[0]
+    assert hits[0]["score"] < image_only["score"]  # the text pulls the query away from the picture
+
+
+def test_folder_filter(indexed):
+    beta = indexed / "beta"
+    probe = indexed / "alpha" / "a002.png"  # an image outside the folder
+    hits = query_json("--image", probe, "-k", "5", "--folder", beta)
+    assert len(hits) == 5
+    assert all(h["path"].startswith(str(beta.resolve()) + "/") for h in hits)
+    _assert_sorted(hits)
+
+    # k results when k exist there; all of them when fewer do.
+    hits = query_json("--image", probe, "-k", "12", "--folder", beta)
+    assert len(hits) == 12 and len({h["id"] for h in hits}) == 12
+    hits = query_json("--image", probe, "-k", "50", "--folder", beta)
+    assert len(hits) == 12
+
+    # The filtered ranking equals the unfiltered ranking restricted to the folder.
+    everything = query_json("--image", probe, "-k", "20")
+    in_beta = [h["id"] for h in everything if h["path"].startswith(str(beta.resolve()) + "/")]
+    assert [h["id"] for h in query_json("--image", probe, "-k", "4", "--folder", beta)] == in_beta[:4]
+
+    alpha_hits = query_json("--image", probe, "-k", "3", "--folder", indexed / "alpha")
+    assert alpha_hits[0]["path"] == str(probe.resolve())
+    assert query_json("--image", probe, "--folder", indexed / "nowhere") == []
+
+
+def test_folder_filter_through_a_symlinked_path(indexed, tmp_path, home):
+    """A folder indexed through a symlink is filtered by the same path the user indexed."""
+    link = tmp_path / "linked"
+    link.symlink_to(indexed / "beta", target_is_directory=True)
+    summary = index_json(link)
+    assert summary["new"] == 12  # indexed under the link's path
+    hits = query_json("--image", indexed / "alpha" / "a001.jpg", "-k", "5", "--folder", link)
+    assert len(hits) == 5
+    assert all(h["path"].startswith(str(link) + "/") for h in hits)
+
+
+def test_capture_date_filters(photos, home):
+    index_json(photos)
+    after = query_json("anything", "-k", "10", "--after", "2020-01-01")
+    assert [h["path"].rsplit("/", 1)[1] for h in after] == ["rotated.jpg"]
+    assert after[0]["taken_at"].startswith("2021-06-15T10:30:00") and after[0]["camera"] == "Canon EOS 5D"
+    assert (after[0]["width"], after[0]["height"]) == (48, 64)
+    before = query_json("anything", "-k", "10", "--before", "2020-01-01")
+    assert [h["path"].rsplit("/", 1)[1] for h in before] == ["upright.jpg"]
+    both = query_json("anything", "-k", "10", "--after", "2019-01-01", "--before", "2022-01-01")
+    assert len(both) == 2
+
+
+def test_min_score(indexed):
+    probe = indexed / "alpha" / "a004.jpg"
+    everything = query_json("--image", probe, "-k", "20")
+    assert everything[5]["score"] > everything[6]["score"]
+    threshold = (everything[5]["score"] + everything[6]["score"]) / 2
+    hits = query_json("--image", probe, "-k", "20", "--min-score", str(threshold))
+    assert len(hits) == 6
+    assert all(h["score"] >= threshold for h in hits)
+    assert [h["id"] for h in hits] == [h["id"] for h in everything if h["score"] >= threshold]
+
+    only_self = query_json("--image", probe, "-k", "20", "--min-score", "0.999")
+    assert [h["path"] for h in only_self] == [str(probe.resolve())]
+    assert query_json("--image", probe, "--min-score", "1.5") == []
+    assert ok(run_cli("query", "--image", probe, "--min-score", "1.5")).stdout.strip() == "no results"
+
+
+def test_empty_query_is_an_error(indexed):
+    for args in (("",), ("   ",), ()):
+        result = run_cli("query", *args)
+        assert result.exit_code != 0
+        message = _one_line(result.stderr)
+        assert message.startswith("error:") and "empty query" in message
+        assert result.stdout == ""
+
+
+def test_query_image_errors(indexed, tmp_path):
+    result = run_cli("query", "--image", tmp_path / "missing.jpg")
+    assert result.exit_code != 0
+    assert "no such file" in _one_line(result.stderr)
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("not a picture")
+    result = run_cli("query", "--image", junk)
+    assert result.exit_code != 0
+    assert "junk.jpg" in _one_line(result.stderr)
+
+
+def test_query_on_an_empty_store_says_to_run_index(home, tmp_path):
+    result = run_cli("query", "a dog on a beach")
+    assert result.exit_code != 0
+    message = _one_line(result.stderr)
+    assert "clipsearch index" in message
+
+    # A store that has a model but no images (an empty folder was indexed) says the same.
+    (tmp_path / "empty").mkdir()
+    assert index_json(tmp_path / "empty")["new"] == 0
+    result = run_cli("query", "a dog on a beach")
+    assert result.exit_code != 0
+    assert "clipsearch index" in _one_line(result.stderr)
+
+
+def test_status_fields(photos, home):
+    empty = status_json()
+    assert empty["model"] is None and empty["images"] == 0 and empty["vectors"] == 0
+    assert empty["home"] == str(home.resolve())
+
+    (photos / "bad.jpg").write_bytes(b"")
+    index_json(photos)
+    status = status_json()
+    assert status["model"] == MODEL
+    assert status["dim"] == 64
+    assert status["images"] == PHOTOS_COUNT
+    assert status["failed"] == 1
+    assert status["vectors"] == PHOTOS_COUNT
+    assert status["index_kind"] == "flat"
+    assert status["home"] == str(home.resolve())
+    assert status["catalog"] == f"sqlite:///{home.resolve() / 'catalog.db'}"
+    assert (home / "vectors.faiss").is_file()
+
+    text = ok(run_cli("status")).stdout
+    assert MODEL in text and "flat" in text and str(home.resolve()) in text
+
+
+def test_database_url_overrides_the_catalog_location(photos, tmp_path, home):
+    url = f"sqlite:///{tmp_path / 'elsewhere' / 'cat.db'}"
+    env = {"DATABASE_URL": url}
+    index_json(photos, env=env)
+    status = json.loads(ok(run_cli("status", "--json", env=env)).stdout)
+    assert status["catalog"] == url and status["images"] == PHOTOS_COUNT
+    assert (tmp_path / "elsewhere" / "cat.db").is_file()
+    assert not (home / "catalog.db").exists()
