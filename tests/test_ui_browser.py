@@ -151,4 +151,8 @@ def test_search_and_more_like_this_in_chromium(served_store, browser, tmp_path):
     wait.until(lambda d: rendered_images(d) >= N_IMAGES and "score 1.000" in page_text(d))
     assert browser.find_element(By.CSS_SELECTOR, "input[aria-label='Search']").get_attribute("value") == ""
     assert browser.save_screenshot(str(out / "more-like-this.png"))
+
+    browser.find_elements(By.XPATH, "//button[normalize-space(.)='Open']")[1].click()
+    wait.until(lambda d: "Download original" in page_text(d) and "Dimensions: 320 × 240 px" in page_text(d))
+    assert browser.save_screenshot(str(out / "opened.png"))
     assert (out / "search.png").stat().st_size > 10_000

@@ -136,21 +136,27 @@ def main() -> None:
     if engine is None:
         return
     inp = read_inputs()
-    if st.session_state.open_id is not None:
-        render.opened_result(engine, st.session_state.open_id, _like, _close)
     if inp.like_id is not None:
         example_banner(engine, inp.like_id)
+    results = None if inp.is_empty else current_results(engine, inp, settings)
+    hits = results.hits if results else []
+    open_id = st.session_state.open_id
+    if open_id is not None and open_id not in {h.id for h in hits}:
+        render.opened_result(engine, open_id, _like, _close)
     if inp.is_empty:
         st.caption("Type what you are looking for, or drop in an example image.")
         return
-    results = current_results(engine, inp, settings)
     if results is None:
         return
     render.results_header(results)
-    if not results.hits:
+    if not hits:
         st.info("No results. Try other words, or loosen the filters.")
         return
-    render.result_grid(results.hits, engine.thumbs, _like, _open)
+    # The opened result unfolds under its own row, where the user clicked.
+    render.result_grid(
+        hits, engine.thumbs, _like, _open,
+        opened=lambda: render.opened_result(engine, open_id, _like, _close), open_id=open_id,
+    )
     if not results.exhausted:
         st.button("Load more", key="more", on_click=_more)
 

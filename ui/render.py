@@ -56,12 +56,18 @@ def store_status(store: Store, engine: Engine | None) -> None:
                 st.caption(f"`{path}`: {reason}")
 
 
-def result_grid(hits: list[SearchHit], thumbs: Thumbnails, on_like: Callable, on_open: Callable) -> None:
+def result_grid(
+    hits: list[SearchHit], thumbs: Thumbnails, on_like: Callable, on_open: Callable,
+    opened: Callable[[], None], open_id: int | None,
+) -> None:
+    """Rows of result cards; `opened` draws the opened result under the row that holds it."""
     for start in range(0, len(hits), GRID_COLUMNS):
-        columns = st.columns(GRID_COLUMNS)
-        for column, hit in zip(columns, hits[start : start + GRID_COLUMNS]):
+        row = hits[start : start + GRID_COLUMNS]
+        for column, hit in zip(st.columns(GRID_COLUMNS), row):
             with column:
                 _result_card(hit, thumbs, on_like, on_open)
+        if open_id is not None and any(hit.id == open_id for hit in row):
+            opened()
 
 
 def _result_card(hit: SearchHit, thumbs: Thumbnails, on_like: Callable, on_open: Callable) -> None:
