@@ -100,8 +100,12 @@ def load_query_image(path: Path, max_megapixels: float) -> Image.Image:
 
 def _folder_prefix(folder: str) -> str:
     p = Path(folder).expanduser()
+    if not (p.exists() or folder.startswith((".", "~", "/"))):
+        return folder
     # abspath, not resolve(): the indexer records paths as given (symlinks kept), so must the filter.
-    return os.path.abspath(p) if p.exists() or folder.startswith((".", "~", "/")) else folder
+    prefix = os.path.abspath(p)
+    # A folder, not a name prefix: /photos/2021 must not also match /photos/2021-old.
+    return prefix if p.is_file() else os.path.join(prefix, "")
 
 
 class SearchService:

@@ -135,6 +135,9 @@ def test_folder_filter(store):
     at.sidebar.text_input(key="folder").input(str(photos / "exif")).run()
     search(at, "a photo")
     assert sorted(names(at)) == ["rotated.jpg", "upright.jpg"]
+    at.sidebar.text_input(key="folder").input(str(photos / "ex")).run()
+    assert not grid(at), "a folder is not a name prefix: photos/ex must not match photos/exif"
+    assert "No results" in texts(at.info)
 
 
 def test_date_filters(store):
