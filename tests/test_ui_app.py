@@ -269,13 +269,20 @@ def test_unloadable_model_is_a_readable_error(own_store):
 
 
 def test_image_gone_from_disk(own_store):
-    photos, _home = own_store
+    photos, home = own_store
     at = start()
     at.sidebar.text_input(key="folder").input(str(photos / "exif")).run()
     search(at, "a photo")
-    (photos / "exif" / "upright.jpg").unlink()
+    assert len(grid(at)) == 2
+    (photos / "exif" / "upright.jpg").unlink()  # its thumbnail is kept
+    rotated = photos / "exif" / "rotated.jpg"
+    Thumbnails.for_settings(Settings.from_env(home)).path_for(content_hash(rotated.read_bytes())).unlink()
+    rotated.unlink()  # nothing left to show
     at.text_input(key="q").input("another photo").run()
-    assert sorted(names(at)) == ["rotated.jpg", "upright.jpg"], "thumbnails outlive their originals"
+    assert not at.exception
+    assert sorted(names(at)) == ["rotated.jpg", "upright.jpg"]
+    assert len(grid(at)) == 1, "a kept thumbnail outlives its original"
+    assert "rotated.jpg is no longer on disk" in texts(at.warning)
     key = [b for b in at.button if b.label == "Open"][names(at).index("upright.jpg")].key
     at.button(key=key).click().run()
     assert not at.exception
