@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
+import sqlalchemy
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -177,23 +177,70 @@ def status_json(env: dict | None = None) -> dict:
 # -- reading the catalog back ---------------------------------------------------------------
 
 
-def catalog_rows(home: Path) -> dict[str, dict]:
-    """Every row of the images table, keyed by path (read with plain sqlite3, not our code)."""
-    con = sqlite3.connect(home / "catalog.db")
-    con.row_factory = sqlite3.Row
+def catalog_url(home: Path) -> str:
+    """The catalog the CLI is using in this test: DATABASE_URL (PostgreSQL runs) or SQLite in home."""
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{home / 'catalog.db'}"
+
+
+def _select(home: Path, sql: str) -> list[dict]:
+    # Plain SQL through a bare engine, not through clipsearch's catalog code.
+    engine = sqlalchemy.create_engine(catalog_url(home))
     try:
-        rows = con.execute("SELECT * FROM images ORDER BY id").fetchall()
+        with engine.connect() as con:
+            return [dict(r._mapping) for r in con.execute(sqlalchemy.text(sql))]
+    except sqlalchemy.exc.OperationalError:
+        return []
     finally:
-        con.close()
-    return {r["path"]: dict(r) for r in rows}
+        engine.dispose()
+
+
+def catalog_rows(home: Path) -> dict[str, dict]:
+    """Every row of the images table, keyed by path."""
+    rows = _select(home, "SELECT * FROM images ORDER BY id")
+    return {r["path"]: {k: _plain(v) for k, v in r.items()} for r in rows}
+
+
+def _plain(value):
+    """Column values as SQLite returns them, whichever database the rows came from."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, datetime):
+        return str(value)
+    return value
 
 
 def tombstone_ids(home: Path) -> list[int]:
-    con = sqlite3.connect(home / "catalog.db")
+    return [r["image_id"] for r in _select(home, "SELECT image_id FROM tombstones ORDER BY seq")]
+
+
+# -- catalog backends -----------------------------------------------------------------------
+
+PG_URL = os.environ.get("CLIPSEARCH_TEST_DATABASE_URL")
+
+
+def reset_postgres(url: str) -> None:
+    engine = sqlalchemy.create_engine(url)
     try:
-        return [r[0] for r in con.execute("SELECT image_id FROM tombstones ORDER BY seq")]
+        with engine.begin() as con:
+            con.execute(sqlalchemy.text("DROP SCHEMA public CASCADE"))
+            con.execute(sqlalchemy.text("CREATE SCHEMA public"))
     finally:
-        con.close()
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, env, monkeypatch) -> str:
+    """Runs a test on SQLite and, when CLIPSEARCH_TEST_DATABASE_URL is set (CI), on PostgreSQL.
+
+    Returns the catalog URL; for PostgreSQL it is also exported as DATABASE_URL.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{env / 'catalog.db'}"
+    if not PG_URL:
+        pytest.skip("PostgreSQL runs need CLIPSEARCH_TEST_DATABASE_URL (set by .ci/run via .ci/postgres.sh)")
+    reset_postgres(PG_URL)
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    return PG_URL
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -1,4 +1,4 @@
-"""The SQL catalog on SQLite: schema by Alembic, vectors, sequence counter and tombstones."""
+"""The SQL catalog on SQLite (and PostgreSQL in CI): schema by Alembic, vectors, sequence counter and tombstones."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from clipsearch.catalog import Catalog, ImageRecord, Move
 from clipsearch.catalog.migrate import current_revision, head_revision
@@ -38,8 +38,9 @@ def db(tmp_path):
 
 
 @pytest.fixture
-def catalog(db):
-    cat = Catalog.open(f"sqlite:///{db}")
+def catalog(backend):
+    # `backend`: SQLite, and in CI also PostgreSQL (tests/conftest.py).
+    cat = Catalog.open(backend)
     cat.bind_model("m:test", "m:test", DIM)
     yield cat
     cat.close()
@@ -72,8 +73,8 @@ def test_open_creates_schema_at_alembic_head(db):
     third.close()
 
 
-def test_models_and_migrations_agree(db):
-    catalog = Catalog.open(f"sqlite:///{db}")
+def test_models_and_migrations_agree(backend):
+    catalog = Catalog.open(backend)
     try:
         with catalog.engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
@@ -90,7 +91,7 @@ def test_unopenable_catalog_is_a_store_error(tmp_path):
         Catalog.open(f"sqlite:///{blocker / 'sub' / 'catalog.db'}")
 
 
-def test_vectors_round_trip_as_float16(catalog, db):
+def test_vectors_round_trip_as_float16(catalog):
     records = [rec(f"{i}.jpg", i, width=64, height=48, camera="Canon EOS 5D",
                    taken_at=datetime(2021, 6, 15, 10, 30), orientation=6) for i in range(30)]
     catalog.write(records, {}, model_id="m:test")
@@ -101,9 +102,8 @@ def test_vectors_round_trip_as_float16(catalog, db):
     np.testing.assert_allclose(vectors[order], expected, atol=1e-3)
     np.testing.assert_array_equal(vectors[order], expected.astype(np.float16).astype(np.float32))
 
-    con = sqlite3.connect(db)
-    blobs = con.execute("SELECT embedding, model_id, vec_seq, status FROM images ORDER BY id").fetchall()
-    con.close()
+    with catalog.engine.connect() as con:
+        blobs = con.execute(text("SELECT embedding, model_id, vec_seq, status FROM images ORDER BY id")).all()
     assert all(len(b) == DIM * 2 for b, *_ in blobs)  # 2 bytes per component
     assert {m for _, m, _, _ in blobs} == {"m:test"}
     assert [s for _, _, s, _ in blobs] == list(range(1, 31))

@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from clipsearch.lock import write_lock
 from clipsearch.settings import Settings
 from conftest import (
@@ -23,6 +25,9 @@ from conftest import (
     status_json,
     tombstone_ids,
 )
+
+# Every test runs on SQLite and, in CI, again on PostgreSQL (see the `backend` fixture).
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def _one_line(text: str) -> str:

@@ -6,7 +6,11 @@ import json
 
 import pytest
 
-from conftest import MODEL, PHOTOS_COUNT, catalog_rows, index_json, make_photos, ok, query_json, run_cli, status_json
+from clipsearch.catalog.store import safe_url
+from conftest import catalog_url, MODEL, PHOTOS_COUNT, catalog_rows, index_json, make_photos, ok, query_json, run_cli, status_json
+
+# Every test runs on SQLite and, in CI, again on PostgreSQL (see the `backend` fixture).
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture
@@ -202,7 +206,7 @@ def test_status_fields(photos, home):
     assert status["vectors"] == PHOTOS_COUNT
     assert status["index_kind"] == "flat"
     assert status["home"] == str(home.resolve())
-    assert status["catalog"] == f"sqlite:///{home.resolve() / 'catalog.db'}"
+    assert status["catalog"] == safe_url(catalog_url(home))
     assert (home / "vectors.faiss").is_file()
 
     text = ok(run_cli("status")).stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 from dataclasses import dataclass
 
 import typer
@@ -54,8 +53,13 @@ def cli_command(fn):
     return wrapper
 
 
-def is_tty() -> bool:
-    return sys.stderr.isatty()
+def open_store(ctx: typer.Context, settings: Settings | None = None):
+    """Open the store for this command; its connections close when the command ends."""
+    from clipsearch.store import Store
+
+    store = Store.open(settings or ctx.obj.settings)
+    ctx.call_on_close(store.close)
+    return store
 
 
 def warn_if_random(encoder) -> None:

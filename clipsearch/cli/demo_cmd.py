@@ -9,11 +9,10 @@ import typer
 from tqdm import tqdm
 
 from clipsearch.cli import app
-from clipsearch.cli.common import cli_command
+from clipsearch.cli.common import cli_command, open_store
 from clipsearch.errors import ModelError
 from clipsearch.models import bundled_models
 from clipsearch.search import SearchRequest, SearchService
-from clipsearch.store import Store
 from indexer import IndexOptions, run_index
 
 DEMO_QUERIES = (
@@ -48,7 +47,7 @@ def demo_command(
         with tqdm(total=n, unit="img", desc="generating") as bar:
             generate_corpus(photos, n, seed, split="heldout", progress=lambda done, _t: bar.update(done - bar.n))
     demo_settings = settings.with_(home=folder / "store", database_url=None)
-    store = Store.open(demo_settings)
+    store = open_store(ctx, demo_settings)
     encoder = store.load_encoder(spec, "auto")
     store.bind(encoder)
     with tqdm(total=0, unit="img", desc="indexing") as bar:

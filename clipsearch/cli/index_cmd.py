@@ -10,9 +10,8 @@ import typer
 from tqdm import tqdm
 
 from clipsearch.cli import app
-from clipsearch.cli.common import cli_command, err, warn_if_random
+from clipsearch.cli.common import cli_command, err, open_store, warn_if_random
 from clipsearch.lock import write_lock
-from clipsearch.store import Store
 from indexer import IndexOptions, run_index
 from indexer.scan import resolve_roots
 
@@ -35,7 +34,7 @@ def index_command(
     settings = ctx.obj.settings
     # A missing path fails here, before any model loads or a fresh store is bound to one.
     resolve_roots(paths)
-    store = Store.open(settings)
+    store = open_store(ctx)
     with write_lock(settings.lock_path):
         encoder = store.load_encoder(model, device)
         warn_if_random(encoder)

@@ -10,9 +10,8 @@ from typing import Optional
 import typer
 
 from clipsearch.cli import app
-from clipsearch.cli.common import cli_command, err, warn_if_random
+from clipsearch.cli.common import cli_command, err, open_store, warn_if_random
 from clipsearch.search import SearchRequest, SearchService, load_query_image
-from clipsearch.store import Store
 
 
 @app.command("query")
@@ -33,7 +32,7 @@ def query_command(
 ) -> None:
     """Find the images that best match TEXT and/or --image."""
     settings = ctx.obj.settings
-    store = Store.open(settings)
+    store = open_store(ctx)
     query_image = load_query_image(image, settings.max_megapixels) if image else None
     request = SearchRequest(
         text=text, image=query_image, k=k, offset=offset, folder=folder, min_score=min_score,

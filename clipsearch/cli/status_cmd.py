@@ -7,8 +7,7 @@ import json
 import typer
 
 from clipsearch.cli import app
-from clipsearch.cli.common import cli_command
-from clipsearch.store import Store
+from clipsearch.cli.common import cli_command, open_store
 
 
 @app.command("status")
@@ -20,7 +19,7 @@ def status_command(
 ) -> None:
     """Show the store's model, image counts and index."""
     settings = ctx.obj.settings
-    store = Store.open(settings)
+    store = open_store(ctx)
     model = store.model
     stats = store.catalog.stats()
     info = {
