@@ -230,6 +230,16 @@ def test_engine_loads_once_and_new_commits_appear(own_store, monkeypatch):
     assert len(opened) == 1, "model, catalog and index load once per server process"
 
 
+def test_search_on_each_catalog_backend(backend, tmp_path, monkeypatch):
+    _photos, home = build_store(tmp_path / "b")  # into DATABASE_URL when the backend is PostgreSQL
+    monkeypatch.setenv("CLIPSEARCH_HOME", str(home))
+    at = search(start(), "a red square")
+    assert len(grid(at)) == N_IMAGES
+    assert {m.label: m.value for m in at.sidebar.metric}["Images indexed"] == str(N_IMAGES)
+    if backend.startswith("postgresql"):
+        assert "Catalog: `postgresql" in texts(at.sidebar.caption)
+
+
 # -- stores that cannot answer ------------------------------------------------------------------
 
 

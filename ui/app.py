@@ -56,7 +56,7 @@ def load_engine(settings: Settings) -> Engine | None:
         render.how_to_index(settings, f"There is no clipsearch store at {settings.home} yet.")
         return None
     try:
-        store = open_store(str(settings.home))
+        store = open_store(str(settings.home), settings.database_url)
         empty = store.catalog.stats().images == 0
     except ClipsearchError as exc:
         st.error(f"Cannot open the store: {exc}")
@@ -66,7 +66,7 @@ def load_engine(settings: Settings) -> Engine | None:
         render.how_to_index(settings, f"No images have been indexed in {settings.home} yet.")
         return None
     try:
-        engine = open_engine(str(settings.home))
+        engine = open_engine(str(settings.home), settings.database_url)
     except ClipsearchError as exc:
         render.store_status(store, None)
         st.error(f"Cannot load the search engine: {exc}")

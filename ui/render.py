@@ -41,6 +41,8 @@ def store_status(store: Store, engine: Engine | None) -> None:
     model = store.model
     stats = store.catalog.stats()
     sb.caption(f"Home: `{store.settings.home}`")
+    if store.settings.database_url:
+        sb.caption(f"Catalog: `{store.location}`")  # password hidden
     sb.markdown(f"**Model:** `{model.spec if model else 'none yet'}`")
     if engine is not None and getattr(engine.service.encoder, "is_random", False):
         sb.warning("This model has random weights: rankings are meaningless (tests and demos only).")

@@ -35,15 +35,19 @@ def store_exists(settings: Settings) -> bool:
     return (settings.home / "catalog.db").is_file()
 
 
+def _settings(home: str, database_url: str | None) -> Settings:
+    return Settings.from_env(home).with_(database_url=database_url)
+
+
 @st.cache_resource(show_spinner=False)
-def open_store(home: str) -> Store:
-    return Store.open(Settings.from_env(home))
+def open_store(home: str, database_url: str | None) -> Store:
+    return Store.open(_settings(home, database_url))
 
 
 @st.cache_resource(show_spinner="Loading the model and the vector index…")
-def open_engine(home: str) -> Engine:
+def open_engine(home: str, database_url: str | None) -> Engine:
     """Model, catalog and index, once per server process; errors are not cached, so a fix is seen on reload."""
-    store = open_store(home)
+    store = open_store(home, database_url)
     service = SearchService.open(store)
     return Engine(service, Thumbnails.for_settings(store.settings))
 
