@@ -1,31 +1,78 @@
-"""The store's write lock: one index run at a time per store."""
+"""Index-run locks: two runs never write the same files at once.
+
+SQLite stores take one exclusive file lock per store (SQLite has a single writer anyway).
+PostgreSQL stores lock per folder with advisory locks, so runs on separate folders of one
+shared catalog proceed together, while overlapping folders (/photos and /photos/2021)
+exclude each other: a run holds its folder exclusively and each ancestor shared.
+Both kinds of lock are released by the operating system or the server if the process dies.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
 from clipsearch.errors import StoreLockedError
+
+_BUSY = (
+    "another `clipsearch index` ({who}) is writing to {what}; "
+    "wait for it to finish, then run this command again"
+)
 
 
 @contextlib.contextmanager
 def write_lock(path: Path, wait: bool = False):
-    """Hold an exclusive advisory lock on `path` (released by the OS if the process dies)."""
+    """Hold an exclusive advisory lock on the file at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="ignore").strip() or "another process"
-            raise StoreLockedError(
-                f"another `clipsearch index` (pid {holder}) is writing to this store; "
-                f"wait for it to finish, then run this command again"
-            ) from None
+            holder = os.pread(fd, 32, 0).decode(errors="ignore").strip()
+            who = f"pid {holder}" if holder else "another process"
+            raise StoreLockedError(_BUSY.format(who=who, what="this store")) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def _key(path: str) -> int:
+    return int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _ancestors(path: str) -> list[str]:
+    return [str(p) for p in Path(path).parents]
+
+
+@contextlib.contextmanager
+def folder_locks(engine: Engine, roots: list[str]):
+    """PostgreSQL advisory locks: each root exclusive, its ancestors shared, on one session."""
+    with engine.connect() as conn:
+        try:
+            for root in roots:
+                for parent in _ancestors(root):
+                    if not conn.execute(text("SELECT pg_try_advisory_lock_shared(:k)"), {"k": _key(parent)}).scalar():
+                        raise StoreLockedError(_BUSY.format(who="another process", what=f"{parent}, which holds {root}"))
+                if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _key(root)}).scalar():
+                    raise StoreLockedError(_BUSY.format(who="another process", what=f"{root} or a folder inside it"))
+            conn.commit()
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            conn.commit()
+
+
+def index_lock(engine: Engine, lock_path: Path, roots: list[str]):
+    """The lock an index run over `roots` needs, for this store's kind of database."""
+    if engine.dialect.name == "postgresql":
+        return folder_locks(engine, roots)
+    return write_lock(lock_path)

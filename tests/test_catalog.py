@@ -12,7 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from clipsearch.catalog import Catalog, ImageRecord, Move
+from clipsearch.catalog import migrate
 from clipsearch.catalog.migrate import current_revision, head_revision
+from clipsearch.catalog.store import make_engine
 from clipsearch.catalog.schema import Base
 from clipsearch.errors import ModelMismatchError, StoreError
 
@@ -54,7 +56,7 @@ def test_open_creates_schema_at_alembic_head(db):
     catalog = Catalog.open(f"sqlite:///{db}")
     try:
         assert db.is_file()
-        assert current_revision(catalog.engine) == head_revision() == "0001"
+        assert current_revision(catalog.engine) == head_revision() == "0002"
         tables = set(inspect(catalog.engine).get_table_names())
         assert {"images", "store_meta", "tombstones", "alembic_version"} <= tables
         con = sqlite3.connect(db)
@@ -180,3 +182,43 @@ def test_store_model_binding(catalog):
     with pytest.raises(ModelMismatchError) as info:
         catalog.bind_model("m:other", "m:other", DIM)
     assert "m:test" in str(info.value) and "m:other" in str(info.value)
+
+
+def test_a_store_from_the_previous_revision_upgrades_with_rows_and_vectors_intact(backend):
+    engine = make_engine(backend)
+    migrate.upgrade(engine, "0001")
+    blob = unit(7).astype(np.float16).tobytes()
+    with engine.begin() as con:
+        con.execute(text("INSERT INTO store_meta (key, value) VALUES ('model', :v), ('vector_seq', '1')"),
+                    {"v": '{"model_id": "m:test", "spec": "m:test", "dim": 16}'})
+        con.execute(
+            text("INSERT INTO images (path, root, content_hash, size, mtime_ns, status, embedding, model_id, vec_seq) "
+                 "VALUES ('/p/a.jpg', '/p', 'h1', 10, 5, 'ok', :blob, 'm:test', 1), "
+                 "('/p/b.jpg', '/p', NULL, 0, 5, 'failed', NULL, NULL, 0)"),
+            {"blob": blob},
+        )
+    engine.dispose()
+    catalog = Catalog.open(backend)  # upgrades on open
+    try:
+        assert current_revision(catalog.engine) == head_revision()
+        assert "ix_images_status" in {ix["name"] for ix in inspect(catalog.engine).get_indexes("images")}
+        ids, vectors = catalog.fetch_vectors(range(1, 10))
+        assert len(ids) == 1
+        np.testing.assert_array_equal(vectors[0], unit(7).astype(np.float16).astype(np.float32))
+        assert catalog.stats().images == 1 and catalog.stats().failed == 1
+        assert catalog.store_model().model_id == "m:test"
+        assert catalog.failures() == [("/p/b.jpg", "")]
+    finally:
+        catalog.close()
+
+
+def test_db_commands_show_and_apply_migrations(backend):
+    from conftest import ok, run_cli
+
+    engine = make_engine(backend)
+    migrate.upgrade(engine, "0001")
+    engine.dispose()
+    before = ok(run_cli("db", "current")).stdout
+    assert "revision 0001" in before and "needs `clipsearch db upgrade`" in before
+    assert f"now at revision {head_revision()}" in ok(run_cli("db", "upgrade")).stdout
+    assert "up to date" in ok(run_cli("db", "current")).stdout

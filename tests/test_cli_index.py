@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clipsearch.lock import write_lock
+from clipsearch.lock import index_lock
+from sqlalchemy import create_engine
 from clipsearch.settings import Settings
 from conftest import (
     MODEL,
@@ -299,15 +300,18 @@ def test_missing_path_is_a_one_line_error(tmp_path, home):
     assert (status["model"], status["images"]) == (None, 0)
 
 
-def test_write_lock_refuses_a_second_index_run(photos, home):
+def test_index_lock_refuses_a_second_index_run(photos, home, backend):
     settings = Settings.from_env()
     assert settings.home == home.resolve()
-    with write_lock(settings.lock_path):
+    engine = create_engine(backend)
+    with index_lock(engine, settings.lock_path, [str(photos.resolve())]):
         result = run_cli("index", photos, "--model", MODEL)
+    engine.dispose()
     assert result.exit_code != 0
     message = _one_line(result.stderr)
-    assert "another `clipsearch index`" in message and str(os.getpid()) in message
-    assert "wait" in message
+    assert "another `clipsearch index`" in message and "wait" in message
+    if backend.startswith("sqlite"):
+        assert str(os.getpid()) in message
     assert catalog_rows(home) == {}
     # Released: the next run goes ahead.
     assert index_json(photos)["new"] == PHOTOS_COUNT
@@ -337,3 +341,21 @@ def test_random_vit_b_32_end_to_end(tmp_path, home):
     assert (status["model"], status["dim"], status["images"], status["failed"], status["vectors"]) == (
         "random:ViT-B-32", 512, 6, 1, 6,
     )
+
+
+def test_postgres_runs_on_separate_folders_proceed_and_overlapping_ones_wait(tmp_path, backend):
+    if not backend.startswith("postgresql"):
+        pytest.skip("per-folder locks are a PostgreSQL feature; SQLite stores lock as a whole")
+    a, b = tmp_path / "a", tmp_path / "b"
+    make_photos(a, 3, seed=1)
+    make_photos(b / "inner", 3, seed=2)
+    settings = Settings.from_env()
+    engine = create_engine(backend)
+    try:
+        with index_lock(engine, settings.lock_path, [str(b.resolve())]):
+            assert index_json(a)["new"] == 3  # another folder: goes ahead
+            inner = run_cli("index", b / "inner", "--model", MODEL)
+            assert inner.exit_code != 0 and "another `clipsearch index`" in inner.stderr
+        assert index_json(b / "inner")["new"] == 3
+    finally:
+        engine.dispose()

@@ -35,7 +35,7 @@ class ImageRow(Base):
     taken_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     camera: Mapped[str | None] = mapped_column(Text)
     orientation: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok | failed
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # ok | failed
     error: Mapped[str | None] = mapped_column(Text)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     model_id: Mapped[str | None] = mapped_column(Text)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from clipsearch.cli import app
 from clipsearch.cli.common import cli_command, err, open_store, warn_if_random
-from clipsearch.lock import write_lock
+from clipsearch.lock import index_lock
 from indexer import IndexOptions, run_index
 from indexer.scan import resolve_roots
 
@@ -33,9 +33,9 @@ def index_command(
     """Index images under PATHS (JPEG, PNG, WebP, GIF, BMP, TIFF; HEIC with pillow-heif)."""
     settings = ctx.obj.settings
     # A missing path fails here, before any model loads or a fresh store is bound to one.
-    resolve_roots(paths)
+    roots = resolve_roots(paths)
     store = open_store(ctx)
-    with write_lock(settings.lock_path):
+    with index_lock(store.catalog.engine, settings.lock_path, [r.path for r in roots]):
         encoder = store.load_encoder(model, device)
         warn_if_random(encoder)
         store.bind(encoder)
