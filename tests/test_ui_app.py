@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import MODEL, index_json, make_exif, make_photos, ok, pattern_image, query_json, run_cli, save_image
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -22,7 +23,6 @@ from clipsearch.errors import StoreError
 from clipsearch.search import SearchService
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails, content_hash
-from conftest import MODEL, index_json, make_exif, make_photos, ok, pattern_image, query_json, run_cli, save_image
 from indexer.decode import content_hash as indexer_content_hash
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")

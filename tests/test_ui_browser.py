@@ -26,13 +26,12 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium chromium-driver)", allow_module_level=True)
 
+from conftest import MODEL, ok, pattern_image, run_cli, save_image  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from conftest import MODEL, ok, pattern_image, run_cli, save_image  # noqa: E402
 
 SHARED_SCREENSHOT = Path("/tmp/clipsearch-ui-screenshot.png")
 N_IMAGES = 10
