@@ -30,7 +30,9 @@ def content_hash(data: bytes) -> str:
 def encode_thumbnail(rgb: Image.Image, side: int) -> bytes:
     """An RGB image -> JPEG bytes whose longer side is at most `side` pixels."""
     thumb = rgb.copy()
-    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    # reducing_gap=1: box-reduce first, then Lanczos; ~3x faster than the default 2.0 on
+    # photo-sized inputs with no visible difference at thumbnail size (this runs per indexed image).
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=1.0)
     buf = io.BytesIO()
     thumb.convert("RGB").save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return buf.getvalue()
