@@ -1,0 +1,5 @@
+"""`python -m clipsearch` runs the CLI."""
+
+from clipsearch.cli import main
+
+main()
