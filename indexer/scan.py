@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,11 +40,26 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def printable_path(path: str) -> str:
+    """The path as text a database and a terminal accept (undecodable bytes as \\xNN escapes)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _found(path: str, root: str) -> FoundFile:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        # The catalog stores paths as text: keep the row (as failed) under an escaped name.
+        return FoundFile(printable_path(path), root, 0, 0, error="file name is not valid UTF-8; rename the file to index it")
     try:
         st = os.stat(path)  # follows file symlinks: a linked photo is indexed under its link path
     except OSError as exc:
-        reason = "broken symlink" if os.path.islink(path) else (exc.strerror or str(exc))
+        if exc.errno == errno.ELOOP:
+            reason = "symlink loop"
+        elif os.path.islink(path):
+            reason = "broken symlink (its target does not exist)"
+        else:
+            reason = exc.strerror or str(exc)
         return FoundFile(path, root, 0, 0, error=f"cannot stat: {reason}")
     return FoundFile(path, root, st.st_size, st.st_mtime_ns)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from dataclasses import dataclass
 
 import typer
@@ -26,6 +27,9 @@ def quiet_libraries(debug: bool) -> None:
     # open_clip logs to the root logger (random init, failed downloads); our own messages
     # say the same thing once, with what to do about it.
     logging.getLogger().setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    if not debug:
+        # Pillow warns about corrupt EXIF blocks and the like; the file is still indexed.
+        warnings.filterwarnings("ignore", module="PIL")
 
 
 def cli_command(fn):
