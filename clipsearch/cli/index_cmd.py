@@ -35,22 +35,12 @@ def index_command(
     # A missing path fails here, before any model loads or a fresh store is bound to one.
     roots = resolve_roots(paths)
     store = open_store(ctx)
-    with index_lock(store.catalog.engine, settings.lock_path, [r.path for r in roots]):
-        encoder = store.load_encoder(model, device)
-        warn_if_random(encoder)
-        store.bind(encoder)
-        bar = tqdm(total=0, unit="img", desc="indexing", dynamic_ncols=True, disable=None, file=None)
-        try:
-            summary = run_index(
-                store.catalog, encoder, paths, settings, IndexOptions(batch_size, workers),
-                on_total=lambda n: _set_total(bar, n), on_progress=bar.update,
-            )
-        except KeyboardInterrupt:
-            bar.close()
-            err("interrupted: finished batches are saved; resume by running the same command again")
-            raise typer.Exit(130) from None
-        bar.close()
-        _, notes = store.vector_index()
+    try:
+        with index_lock(store.catalog.engine, settings.lock_path, [r.path for r in roots]):
+            summary, notes = _index(store, paths, model, device, IndexOptions(batch_size, workers))
+    except KeyboardInterrupt:
+        err("interrupted: finished batches are saved; resume by running the same command again")
+        raise typer.Exit(130) from None
     for note in notes:
         err(f"note: {note}")
     if as_json:
@@ -59,6 +49,19 @@ def index_command(
         typer.echo(f"indexed: {summary.line()}")
         for path, reason in summary.failures:
             typer.echo(f"  failed: {path}: {reason}")
+
+
+def _index(store, paths: List[Path], model: Optional[str], device: str, options: IndexOptions):
+    encoder = store.load_encoder(model, device)
+    warn_if_random(encoder)
+    store.bind(encoder)
+    with tqdm(total=0, unit="img", desc="indexing", dynamic_ncols=True, disable=None) as bar:
+        summary = run_index(
+            store.catalog, encoder, paths, store.settings, options,
+            on_total=lambda n: _set_total(bar, n), on_progress=bar.update,
+        )
+    _, notes = store.vector_index()
+    return summary, notes
 
 
 def _set_total(bar: tqdm, total: int) -> None:
