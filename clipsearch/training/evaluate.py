@@ -80,3 +80,15 @@ def evaluate_embeddings(image_emb, captions: list[str], labels: list[dict] | Non
         metrics.update(synthetic_metrics(image_emb, labels, embed))
     metrics["images"] = int(len(captions))
     return metrics
+
+
+def evaluate_encoder(encoder, pixels: np.ndarray, captions: list[str], labels: list[dict] | None, batch: int = 256) -> dict:
+    """Score a loaded encoder (e.g. a shipped checkpoint) exactly as the indexer would embed."""
+    import torch
+
+    chunks = [encoder.encode_images(torch.from_numpy(pixels[i : i + batch])) for i in range(0, len(pixels), batch)]
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.concatenate([encoder.encode_texts(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+    return evaluate_embeddings(np.concatenate(chunks), captions, labels, embed)
