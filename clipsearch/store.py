@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from clipsearch.catalog import Catalog, StoreModel
 from clipsearch.catalog.store import check_model, safe_url
-from clipsearch.errors import EmptyStoreError
+from clipsearch.errors import EmptyStoreError, StoreError
 from clipsearch.models import Encoder, load_encoder, model_id_for
 from clipsearch.settings import DEFAULT_MODEL, Settings
 from clipsearch.vectors import VectorIndex, open_index
@@ -19,6 +19,8 @@ class Store:
 
     @classmethod
     def open(cls, settings: Settings) -> "Store":
+        if settings.home.exists() and not settings.home.is_dir():
+            raise StoreError(f"the store home {settings.home} is a file, not a folder; pass --home with a folder")
         return cls(settings, Catalog.open(settings.catalog_url))
 
     @property

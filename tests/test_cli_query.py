@@ -221,3 +221,25 @@ def test_database_url_overrides_the_catalog_location(photos, tmp_path, home):
     assert status["catalog"] == url and status["images"] == PHOTOS_COUNT
     assert (tmp_path / "elsewhere" / "cat.db").is_file()
     assert not (home / "catalog.db").exists()
+
+
+def test_a_home_that_is_a_file_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    for args in (("status",), ("query", "a dog")):
+        result = run_cli("--home", blocker, *args)
+        assert result.exit_code == 1
+        assert result.stderr.strip() == f"error: the store home {blocker} is a file, not a folder; pass --home with a folder"
+
+
+def test_odd_queries_get_answers_or_one_line_errors(indexed):
+    long = query_json("dog " * 2500, "-k", "2")  # far past the context: truncated with a note, not an error
+    assert len(long) == 2
+    assert "end was ignored" in run_cli("query", "dog " * 2500, "-k", "1").stderr
+    assert len(query_json("🐶 на пляже 海滩", "-k", "1")) == 1
+    assert len(query_json("a\x07b\tc", "-k", "1")) == 1
+    for k in ("0", "-5", "100000000"):
+        result = run_cli("query", "a dog", "-k", k)
+        assert result.exit_code == 1 and result.stderr.startswith("error: k must be between 1 and")
+    blank = run_cli("query", "   ")
+    assert blank.exit_code == 1 and "empty query" in blank.stderr

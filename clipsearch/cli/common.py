@@ -7,7 +7,9 @@ import logging
 import warnings
 from dataclasses import dataclass
 
+import click
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from clipsearch.errors import ClipsearchError
 from clipsearch.settings import Settings
@@ -32,26 +34,33 @@ def quiet_libraries(debug: bool) -> None:
         warnings.filterwarnings("ignore", module="PIL")
 
 
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ClipsearchError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error: {getattr(exc, 'orig', None) or exc}"
+    return f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback, and please report it)"
+
+
 def cli_command(fn):
-    """Turn typed library errors into a one-line message and exit code 1 (tracebacks only with --debug)."""
+    """Turn errors into a one-line message and exit code 1 (tracebacks only with --debug)."""
 
     @functools.wraps(fn)
     def wrapper(ctx: typer.Context, *args, **kwargs):
         quiet_libraries(ctx.obj.debug)
         try:
             return fn(ctx, *args, **kwargs)
-        except ClipsearchError as exc:
-            if ctx.obj.debug:
-                raise
-            err(f"error: {exc}")
-            raise typer.Exit(1) from None
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
-        except OSError as exc:
+        except Exception as exc:
             if ctx.obj.debug:
                 raise
-            err(f"error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
+            err(f"error: {_message(exc)}")
             raise typer.Exit(1) from None
 
     return wrapper
