@@ -52,7 +52,7 @@ def cli_command(fn):
         quiet_libraries(ctx.obj.debug)
         try:
             return fn(ctx, *args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
             err("interrupted")
