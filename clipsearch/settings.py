@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import platformdirs
@@ -29,7 +29,6 @@ class Settings:
     flat_max: int = 50_000
     max_megapixels: float = 100.0
     thumbnail_size: int = 320
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, home: str | Path | None = None) -> "Settings":

@@ -47,12 +47,17 @@ class ModelSpec:
         return self.kind == "random"
 
 
+_configs_registered = False
+
+
 def _open_clip():
+    """open_clip, with clipsearch's own architecture configs registered (once)."""
+    global _configs_registered
     import open_clip
 
-    if str(CONFIGS_DIR) not in getattr(_open_clip, "_registered", set()):
+    if not _configs_registered:
         open_clip.add_model_config(CONFIGS_DIR)
-        _open_clip._registered = {str(CONFIGS_DIR)}
+        _configs_registered = True
     return open_clip
 
 
