@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -243,3 +244,23 @@ def test_odd_queries_get_answers_or_one_line_errors(indexed):
         assert result.exit_code == 1 and result.stderr.startswith("error: k must be between 1 and")
     blank = run_cli("query", "   ")
     assert blank.exit_code == 1 and "empty query" in blank.stderr
+
+
+def test_a_read_only_home_is_a_one_line_error(indexed, home, tmp_path):
+    if not str(catalog_url(home)).startswith("sqlite"):
+        pytest.skip("a read-only home matters for SQLite stores")
+    mount_point = tmp_path / "ro-home"
+    mount_point.mkdir()
+    # A read-only bind mount of the store (the tests run as root, for whom chmod does not bind).
+    made = subprocess.run(["mount", "--bind", str(home), str(mount_point)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a bind mount here: {made.stderr.decode().strip()}")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(mount_point)], capture_output=True).returncode:
+            pytest.skip("cannot remount read-only here")
+        result = run_cli("--home", mount_point, "query", "a dog")
+        assert result.exit_code == 1
+        line = result.stderr.strip()
+        assert "\n" not in line and "read-only" in line and "Traceback" not in line
+    finally:
+        subprocess.run(["umount", str(mount_point)], capture_output=True)

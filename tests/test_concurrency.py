@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,6 +31,7 @@ def test_queries_during_an_index_run(tmp_path, home):
     store = Store.open(Settings.from_env())
     service = SearchService.open(store)
     seen_counts, errors = [], []
+    cli = None
     deadline = time.monotonic() + 120
     try:
         while proc.poll() is None and time.monotonic() < deadline:
@@ -39,10 +41,18 @@ def test_queries_during_an_index_run(tmp_path, home):
                 errors.append(repr(exc))
                 break
             ids = [h.id for h in result.hits]
+            if cli is None and len(ids) > 4:
+                # The CLI, as a separate process, queries too while batches land.
+                cli = subprocess.Popen([sys.executable, "-m", "clipsearch", "query", "a photo", "-k", "3", "--json"],
+                                       env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             assert len(ids) == len(set(ids)), "a vector appeared twice in the results"
             seen_counts.append(len(ids))
             time.sleep(0.05)
         out, err = proc.communicate(timeout=120)
+        if cli is not None:
+            cli_out, cli_err = cli.communicate(timeout=120)
+            if cli.returncode != 0 or len(json.loads(cli_out)) != 3:
+                errors.append(f"CLI query failed during the run: {cli_err}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -141,3 +141,28 @@ def test_files_deleted_or_rewritten_between_scan_and_decode(tmp_path, monkeypatc
     later = index_json(folder)
     assert later["removed"] == 1 and later["failed"] == 1
     assert ok(run_cli("status", "--json")).stdout.count('"failed": 1') == 1
+
+
+def test_an_unreadable_file_is_reported(tmp_path, monkeypatch):
+    """Permission denied (simulated: the tests run as root, whom file modes do not stop)."""
+    import builtins
+
+    import indexer.decode as decode_mod
+
+    folder = tmp_path / "perm"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"q{i}.jpg").write_bytes(_encoded(_noise(40, 30, 40 + i), "JPEG"))
+    locked = str(folder / "q1.jpg")
+    real_open = builtins.open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_open(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(decode_mod, "open", guarded_open, raising=False)
+        summary = index_json(folder)
+    assert summary["new"] == 2
+    assert summary["failures"] == [{"path": locked, "reason": "cannot read: Permission denied"}]

@@ -55,6 +55,15 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _read_only_hint(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        return ""
+    folder = Path(url.split("///", 1)[1]).parent
+    if folder.is_dir() and (os.statvfs(folder).f_flag & os.ST_RDONLY or not os.access(folder, os.W_OK)):
+        return f" ({folder} is read-only; a SQLite store needs write access to its folder for its journal)"
+    return ""
+
+
 def _vector_blob(vector: np.ndarray | None) -> bytes | None:
     return None if vector is None else np.asarray(vector, dtype=np.float16).tobytes()
 
@@ -69,7 +78,7 @@ class Catalog:
             engine = make_engine(url)
             migrate.ensure_current(engine)
         except OperationalError as exc:
-            raise StoreError(f"cannot open the catalog at {safe_url(url)}: {exc.orig}") from None
+            raise StoreError(f"cannot open the catalog at {safe_url(url)}: {exc.orig}{_read_only_hint(url)}") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the catalog at {safe_url(url)}: {exc}") from None
         except OSError as exc:  # e.g. its folder cannot be created
