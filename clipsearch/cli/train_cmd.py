@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -88,6 +89,8 @@ def train_command(
         result = train(cfg, bar)
     finally:
         bar.close()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only the first process reports
     if result.skipped:
         err(f"{len(result.skipped)} items skipped (listed above)")
     typer.echo(f"wrote {result.out} after {result.seconds / 60:.1f} min; use it with --model {result.out}")
