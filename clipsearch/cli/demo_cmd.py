@@ -9,7 +9,7 @@ import typer
 from tqdm import tqdm
 
 from clipsearch.cli import app
-from clipsearch.cli.common import cli_command, open_store
+from clipsearch.cli.common import cli_command, open_store, warn_if_random
 from clipsearch.errors import ModelError
 from clipsearch.models import bundled_models
 from clipsearch.search import SearchRequest, SearchService
@@ -37,7 +37,7 @@ def demo_command(
     k: int = typer.Option(5, "-k", help="Results shown per example query."),
 ) -> None:
     """Generate a collection of shapes pictures, index it with the bundled model, run example queries."""
-    from clipsearch.synthetic.corpus import generate_corpus
+    from clipsearch.synthetic.corpus import generate_corpus, read_labels
 
     settings = ctx.obj.settings
     folder = (folder or settings.home / "demo").expanduser().resolve()
@@ -49,6 +49,7 @@ def demo_command(
     demo_settings = settings.with_(home=folder / "store", database_url=None)
     store = open_store(ctx, demo_settings)
     encoder = store.load_encoder(spec, "auto")
+    warn_if_random(encoder)
     store.bind(encoder)
     with tqdm(total=0, unit="img", desc="indexing") as bar:
         summary = run_index(
@@ -57,18 +58,26 @@ def demo_command(
         )
     typer.echo(f"indexed: {summary.line()}")
     service = SearchService(store, encoder, store.vector_index()[0])
+    labels = read_labels(photos)
     for query in DEMO_QUERIES:
         result = service.search(SearchRequest(text=query, k=k))
         typer.echo(f"\n{query!r}  ({result.timings['total_ms']:.0f} ms)")
         for hit in result.hits:
-            caption = Path(hit.path).with_suffix(".txt")
-            said = caption.read_text().splitlines()[0] if caption.exists() else ""
-            typer.echo(f"{hit.rank:>4}  {hit.score:.3f}  {Path(hit.path).name}  [{said}]")
+            typer.echo(f"{hit.rank:>4}  {hit.score:.3f}  {Path(hit.path).name}  [{_truth(labels.get(Path(hit.path).name))}]")
     typer.echo(
         f"\nTry your own: clipsearch --home {demo_settings.home} query \"a small pink triangle\"\n"
         f"(the bundled model knows only this synthetic world of shapes; use the default open_clip "
         f"weights for real photos)"
     )
+
+
+def _truth(scene: dict | None) -> str:
+    """What the picture really shows, from the generator's labels, to judge the ranking by."""
+    if not scene:
+        return "?"
+    texture = "" if scene.get("texture") in (None, "plain") else f"{scene['texture']} "
+    where = f", {scene['position']}" if scene.get("position") else ""
+    return f"{scene['count']} {scene['size']} {scene['colour']} {scene['shape']} on {texture}{scene['background']}{where}"
 
 
 def _bundled_model() -> str:
