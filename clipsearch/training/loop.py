@@ -9,7 +9,7 @@ import contextlib
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -191,8 +191,12 @@ def _run(cfg: TrainConfig, info: DistInfo, device, started: float, report: Repor
     local_batch = global_batch // info.world_size
     steps_per_epoch = len(train_set) // global_batch
     total = steps_per_epoch * cfg.epochs
-    cfg.lr = cfg.lr if cfg.lr is not None else (5e-4 if cfg.from_model is None else 1e-5)
-    cfg.warmup = cfg.warmup if cfg.warmup is not None else min(1000, max(1, total // 20))
+    # Resolve defaults on a copy, so the checkpoint records the values actually used.
+    cfg = replace(
+        cfg,
+        lr=cfg.lr if cfg.lr is not None else (5e-4 if cfg.from_model is None else 1e-5),
+        warmup=cfg.warmup if cfg.warmup is not None else min(1000, max(1, total // 20)),
+    )
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.warmup, total)
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device) == torch.float16)
