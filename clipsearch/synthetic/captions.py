@@ -21,7 +21,7 @@ _POSITION_PHRASES = {
 }
 
 
-def _plural(shape: str, count: int) -> str:
+def plural(shape: str, count: int) -> str:
     if count == 1:
         return shape
     return shape + ("es" if shape.endswith(("x", "ss", "s")) else "s")
@@ -39,13 +39,13 @@ def _noun_phrase(scene: Scene, rng: random.Random, with_colour: bool) -> str:
         words.append(scene.size)
     if with_colour:
         words.append(scene.colour)
-    words.append(_plural(scene.shape, scene.count))
+    words.append(plural(scene.shape, scene.count))
     return " ".join(words)
 
 
 def _trailing_colour_phrase(scene: Scene, rng: random.Random) -> str:
     count = rng.choice(_COUNT_WORDS[scene.count])
-    noun = _plural(scene.shape, scene.count)
+    noun = plural(scene.shape, scene.count)
     return f"{count} {noun} coloured {scene.colour}" if scene.count == 1 else f"{count} {noun}, all {scene.colour}"
 
 

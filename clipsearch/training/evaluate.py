@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from clipsearch.synthetic.captions import plural
 from clipsearch.synthetic.world import COLOURS, SHAPES, heldout_combinations, seen_combinations
 
 TextEmbedder = Callable[[list[str]], np.ndarray]
@@ -54,22 +55,41 @@ def pair_precision(image_emb, colours, shapes, pairs, embed, k: int = PRECISION_
     return float(np.mean(hits))
 
 
+def scene_r_precision(image_emb, colours, shapes, counts, pairs, embed) -> float:
+    """R-precision of "a/two/three COLOUR SHAPE(s)" queries: of the R best-scoring images, where R
+    is how many images match colour, shape and count, the fraction that do. Unlike precision@10
+    this does not saturate on a large test set."""
+    colours, shapes, counts = np.asarray(colours), np.asarray(shapes), np.asarray(counts)
+    queries, relevant = [], []
+    for c, s in pairs:
+        for n, word in ((1, "a"), (2, "two"), (3, "three")):
+            mask = (colours == c) & (shapes == s) & (counts == n)
+            if mask.any():
+                queries.append(f"{word} {c} {plural(s, n)}")
+                relevant.append(mask)
+    if not queries:
+        return float("nan")
+    order = np.argsort(-(embed(queries) @ image_emb.T), axis=1)
+    return float(np.mean([mask[row[: int(mask.sum())]].mean() for row, mask in zip(order, relevant)]))
+
+
 def synthetic_metrics(image_emb: np.ndarray, labels: list[dict], embed: TextEmbedder) -> dict[str, float]:
     """Scores for a held-out set of generated scenes (labels from its scenes.jsonl)."""
     colours = [row["colour"] for row in labels]
     shapes = [row["shape"] for row in labels]
+    counts = [row["count"] for row in labels]
     colour_prompts = [[f"a {c} {s}" for s in SHAPES] for c in COLOURS]
     shape_prompts = [[f"a {s}"] + [f"a {c} {s}" for c in COLOURS] for s in SHAPES]
     present = set(zip(colours, shapes))
+    seen = [p for p in seen_combinations() if p in present]
+    held = [p for p in heldout_combinations() if p in present]
     return {
         "colour_accuracy": zero_shot_accuracy(image_emb, colours, list(COLOURS), colour_prompts, embed),
         "shape_accuracy": zero_shot_accuracy(image_emb, shapes, list(SHAPES), shape_prompts, embed),
-        "pair_precision@10_seen": pair_precision(
-            image_emb, colours, shapes, [p for p in seen_combinations() if p in present], embed
-        ),
-        "pair_precision@10_heldout": pair_precision(
-            image_emb, colours, shapes, [p for p in heldout_combinations() if p in present], embed
-        ),
+        "pair_precision@10_seen": pair_precision(image_emb, colours, shapes, seen, embed),
+        "pair_precision@10_heldout": pair_precision(image_emb, colours, shapes, held, embed),
+        "scene_r_precision_seen": scene_r_precision(image_emb, colours, shapes, counts, seen, embed),
+        "scene_r_precision_heldout": scene_r_precision(image_emb, colours, shapes, counts, held, embed),
     }
 
 
