@@ -17,10 +17,11 @@ from indexer import IndexOptions, run_index
 
 DEMO_QUERIES = (
     "a red circle",
-    "two blue squares",
-    "a green star on a black background",
-    "a large yellow hexagon",
-    "a white cross in the top left corner",
+    "a red star",  # a colour+shape pair the bundled model never saw in training
+    "blue squares",
+    "three small circles",
+    "a pink triangle on a gray background",
+    "a shape in the top left corner",
 )
 # Not a seed used for training or the tests, so the demo shows pictures the model never saw.
 DEMO_SEED = 2026

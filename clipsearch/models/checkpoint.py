@@ -69,6 +69,7 @@ def save_checkpoint(
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
     os.close(fd)
     save_file(state, tmp)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
     os.replace(tmp, out_dir / WEIGHTS_NAME)
     config = {
         "model_cfg": model_cfg,
