@@ -77,3 +77,16 @@ def test_wheel_works_outside_the_checkout(tmp_path):
     ).stdout
     assert "stats 0" in out
     assert "cs-tiny.json" in out
+
+
+def test_the_readme_main_job_runs_offline(tmp_path):
+    """`make demo` runs `clipsearch demo`: it must work offline, with the bundled model, and find things."""
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "demo", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "indexed: 300 new" in out
+    block = out.split("'a red circle'", 1)[1].split("\n\n", 1)[0]
+    truths = re.findall(r"\[(.*)\]", block)
+    assert len(truths) == 5
+    assert sum("red circle" in t for t in truths) >= 4, block
+    assert "clipsearch --home" in out and "query" in out
