@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -57,17 +57,11 @@ class SearchRequest:
 
 
 @dataclass(frozen=True)
-class SearchHit:
+class SearchHit(ImageMeta):
+    """An image's catalog facts plus where it ranked and its cosine score."""
+
     rank: int
-    id: int
-    path: str
     score: float
-    width: int | None
-    height: int | None
-    size: int
-    taken_at: datetime | None
-    camera: str | None
-    content_hash: str | None
 
     def to_dict(self) -> dict:
         return {
@@ -236,4 +230,4 @@ def _top(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
 
 
 def _hit(rank: int, m: ImageMeta, score: float) -> SearchHit:
-    return SearchHit(rank, m.id, m.path, score, m.width, m.height, m.size, m.taken_at, m.camera, m.content_hash)
+    return SearchHit(**asdict(m), rank=rank, score=score)

@@ -15,7 +15,7 @@ from clipsearch.models import Encoder
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails
 from indexer.batch import BatchWriter
-from indexer.decode import DecodeJob, Decoded, Failed, KnownContent, decode
+from indexer.decode import DecodeJob, Failed, KnownContent, decode
 from indexer.scan import Root, resolve_roots, scan
 from indexer.summary import IndexSummary
 

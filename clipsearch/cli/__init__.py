@@ -32,12 +32,15 @@ def _global_options(
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, status_cmd, ui_cmd  # noqa: F401
-
-    try:
-        from clipsearch.cli import train_cmd  # noqa: F401
-    except ImportError:
-        pass
+    from clipsearch.cli import (  # noqa: F401
+        db_cmd,
+        demo_cmd,
+        index_cmd,
+        query_cmd,
+        status_cmd,
+        train_cmd,
+        ui_cmd,
+    )
 
 
 _register_commands()
