@@ -74,7 +74,3 @@ class BatchWriter:
         if self._records or self._moves:
             self.catalog.write(self._records, self._existing, self._moves, model_id=self.encoder.model_id)
         self._records, self._moves, self._existing = [], [], {}
-
-    def delete(self, ids: list[int]) -> None:
-        if ids:
-            self.catalog.write([], {}, deleted=ids)

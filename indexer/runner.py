@@ -111,33 +111,50 @@ def _failed_record(result: Failed) -> ImageRecord:
 
 def run_index(
     catalog: Catalog,
-    encoder: Encoder,
+    encoder: Encoder | Callable[[], Encoder],
     paths: list[Path],
     settings: Settings,
     options: IndexOptions = IndexOptions(),
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> IndexSummary:
-    """Index the images under `paths`; every finished batch is committed before the next starts."""
+    """Index the images under `paths`; every finished batch is committed before the next starts.
+
+    `encoder` may be a function that loads it: then a run with nothing to read (an unchanged
+    collection) never pays for loading the model.
+    """
     started = time.perf_counter()
     summary = IndexSummary()
     roots = resolve_roots(paths)
     thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
-    plans = [(root, plan_root(catalog, root, summary, thumbs)) for root in roots]
+    plans = [plan_root(catalog, root, summary, thumbs) for root in roots]
+    total = sum(len(p.jobs) for p in plans)
     if on_total:
-        on_total(sum(len(p.jobs) for _, p in plans))
+        on_total(total)
+    if total:
+        encoder = encoder if isinstance(encoder, Encoder) else encoder()
+        _read_and_write(catalog, encoder, plans, settings, thumbs, options, summary, on_progress)
+    for plan in plans:
+        _sweep(catalog, plan, summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _read_and_write(catalog, encoder: Encoder, plans: list[Plan], settings, thumbs, options, summary, on_progress) -> None:
     batch_size = _resolve_batch_size(options, encoder)
     workers = options.workers or max(2, os.cpu_count() or 2)
     writer = BatchWriter(catalog, encoder, batch_size, summary)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        for _root, plan in plans:
+        for plan in plans:
             run = _Run(plan, writer, summary)
             _pump(pool, plan.jobs, run, encoder, settings, thumbs, workers + 2 * batch_size, on_progress)
             writer.flush()
-            writer.delete([s.id for s in plan.missing.values()])
-            summary.removed += len(plan.missing)
-    summary.seconds = time.perf_counter() - started
-    return summary
+
+
+def _sweep(catalog: Catalog, plan: Plan, summary: IndexSummary) -> None:
+    if plan.missing:
+        catalog.write([], {}, deleted=[s.id for s in plan.missing.values()])
+        summary.removed += len(plan.missing)
 
 
 def _pump(pool, jobs, run: _Run, encoder: Encoder, settings: Settings, thumbs: Thumbnails | None, window: int, on_progress) -> None:

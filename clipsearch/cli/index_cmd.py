@@ -52,15 +52,21 @@ def index_command(
 
 
 def _index(store, paths: List[Path], model: Optional[str], device: str, options: IndexOptions):
-    encoder = store.load_encoder(model, device)
-    warn_if_random(encoder)
-    store.bind(encoder)
+    store.resolve_model(model)  # a wrong model is refused before anything is read
+
+    def load_encoder():
+        # Only called when there are files to read: re-indexing an unchanged folder loads no model.
+        encoder = store.load_encoder(model, device)
+        warn_if_random(encoder)
+        store.bind(encoder)
+        return encoder
+
     with tqdm(total=0, unit="img", desc="indexing", dynamic_ncols=True, disable=None) as bar:
         summary = run_index(
-            store.catalog, encoder, paths, store.settings, options,
+            store.catalog, load_encoder, paths, store.settings, options,
             on_total=lambda n: _set_total(bar, n), on_progress=bar.update,
         )
-    _, notes = store.vector_index()
+    notes = store.vector_index()[1] if store.model else []
     return summary, notes
 
 
