@@ -1,0 +1,170 @@
+"""Shared helpers for the benchmark scripts: machine facts, timing, results and the docs page.
+
+Every script writes bench/results/NAME.json (all raw numbers) and bench/results/NAME.md
+(its Markdown section), and replaces its own marked section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+logging.getLogger().setLevel(logging.ERROR)  # open_clip warns on every random init
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
+CACHE = Path(os.environ.get("CLIPSEARCH_BENCH_CACHE", "/tmp/clipsearch-bench"))
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def ram_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return float("nan")
+
+
+_PROBE: dict = {}
+
+
+def _busy_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (all processes), from /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def interference() -> dict:
+    """CPU time other processes used since machine() was called: the noise this run competed with."""
+    if not _PROBE:
+        return {}
+    wall = time.time() - _PROBE["wall"]
+    other = (_busy_seconds() - _PROBE["busy"]) - (_own_seconds() - _PROBE["own"])
+    share = other / (wall * (os.cpu_count() or 1))
+    return {"wall_s": wall, "other_cpu_s": other, "other_share": share}
+
+
+def machine() -> dict:
+    import torch
+
+    _PROBE.update(busy=_busy_seconds(), own=_own_seconds(), wall=time.time())
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "ram_gib": ram_gib(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_avg_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def machine_line(m: dict) -> str:
+    return (
+        f"{m['cores']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, "
+        f"{'CUDA GPU' if m['cuda'] else 'no GPU'}, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"Python {m['python']}; {m['date_utc']}; 1-min load average at start {m['load_avg_at_start']:.2f}"
+    )
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and x != x:
+        return "n/a"
+    return f"{x:,.{digits}f}"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def command_line(script: str, quick: bool) -> str:
+    return f".venv/bin/python bench/{script}.py" + (" --quick" if quick else "")
+
+
+def publish(name: str, data: dict, section: str) -> None:
+    """Write results/NAME[.quick].json and .md, and (unless --no-docs) replace the NAME section of docs/benchmarks.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    noise = interference()
+    if noise:
+        data["interference"] = noise
+        section = section.rstrip() + (
+            f"\n\nNoise check: other processes used {noise['other_cpu_s']:.0f} CPU-seconds during this {noise['wall_s']:.0f} s run "
+            f"({100 * noise['other_share']:.0f}% of the machine's cores).\n")
+    stem = f"{name}.quick" if data.get("quick") else name
+    (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    (RESULTS / f"{stem}.md").write_text(section.rstrip() + "\n")
+    print(f"wrote {RESULTS / (stem + '.json')}")
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    if "--no-docs" in sys.argv or not DOCS_PAGE.exists():
+        return
+    page = DOCS_PAGE.read_text()
+    if begin in page and end in page:
+        head, rest = page.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        DOCS_PAGE.write_text(f"{head}{begin}\n{section.rstrip()}\n{end}{tail}")
+    print(f"replaced the {name} section of {DOCS_PAGE.relative_to(ROOT)}")

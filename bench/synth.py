@@ -1,0 +1,116 @@
+"""Synthetic CLIP-like embeddings, written into a real store through Catalog.write.
+
+How the vectors are made (dim 512, all L2-normalised):
+- one shared "cone" direction g: real CLIP image embeddings share a large common component,
+  so unrelated images still have cosine ~0.3;
+- 50 topic directions, and n/100 cluster centres, each a topic plus its own random offset
+  (a two-level hierarchy: clusters of one topic are closer to each other than to others);
+- cluster sizes drawn from a log-normal (a few big clusters, a long tail of small ones);
+- image vector = normalise(0.5 g + 0.7 centre + 0.45 noise), noise ~ N(0, I/d);
+- text queries = normalise(0.35 g' + 0.6 centre + 0.55 noise) with another cone g' (the
+  image-text "modality gap"), so a query sits near a cluster but not on any image.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common import CACHE
+
+from clipsearch.catalog import ImageRecord
+from clipsearch.settings import Settings
+from clipsearch.store import Store
+
+DIM = 512
+MODEL_ID = "random:ViT-B-32"
+WRITE_BATCH = 2000
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class World:
+    cone: np.ndarray
+    text_cone: np.ndarray
+    centres: np.ndarray
+    weights: np.ndarray
+
+
+def make_world(n: int, seed: int = 0, dim: int = DIM) -> World:
+    rng = np.random.default_rng(seed)
+    cone, text_cone = _unit(rng.normal(size=dim)), _unit(rng.normal(size=dim))
+    topics = _unit(rng.normal(size=(50, dim)))
+    k = max(10, n // 100)
+    centres = _unit(topics[rng.integers(0, 50, size=k)] + 0.9 * _unit(rng.normal(size=(k, dim))))
+    weights = rng.lognormal(0.0, 1.0, size=k)
+    return World(cone, text_cone, centres, weights / weights.sum())
+
+
+def image_vectors(world: World, n: int, seed: int = 1, chunk: int = 100_000):
+    """Yields (start, vectors) chunks of the n image vectors."""
+    rng = np.random.default_rng(seed)
+    dim = world.cone.shape[0]
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        which = rng.choice(len(world.centres), size=m, p=world.weights)
+        noise = rng.normal(size=(m, dim)).astype(np.float32) / np.sqrt(dim)
+        yield start, _unit(0.5 * world.cone + 0.7 * world.centres[which] + 0.45 * noise)
+
+
+def query_vectors(world: World, n: int, seed: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    dim = world.cone.shape[0]
+    which = rng.choice(len(world.centres), size=n, p=world.weights)
+    noise = rng.normal(size=(n, dim)).astype(np.float32) / np.sqrt(dim)
+    return _unit(0.35 * world.text_cone + 0.6 * world.centres[which] + 0.55 * noise)
+
+
+def _records(start: int, vectors: np.ndarray) -> list[ImageRecord]:
+    return [
+        ImageRecord(f"/synthetic/{(start + i) // 1000:04d}/img_{start + i:07d}.jpg", "/synthetic", 2_000_000 + start + i,
+                    1_700_000_000_000_000_000 + start + i, f"{start + i:032x}", "ok", width=4000, height=3000,
+                    camera="Bench Cam", vector=v)
+        for i, v in enumerate(vectors)
+    ]
+
+
+def synthetic_store(n: int, seed: int = 0) -> tuple[Path, dict]:
+    """A SQLite store holding n synthetic vectors, written once through Catalog.write and cached."""
+    home = CACHE / "stores" / f"synth-n{n}-s{seed}"
+    info_path = home / "bench-info.json"
+    if info_path.exists():
+        return home, json.loads(info_path.read_text())
+    shutil.rmtree(home, ignore_errors=True)
+    store = Store.open(Settings(home=home))
+    store.catalog.bind_model(MODEL_ID, MODEL_ID, DIM)
+    world = make_world(n, seed)
+    t0 = time.perf_counter()
+    written = 0.0
+    for start, vectors in image_vectors(world, n, seed + 1):
+        for b in range(0, len(vectors), WRITE_BATCH):
+            recs = _records(start + b, vectors[b : b + WRITE_BATCH])
+            t = time.perf_counter()
+            store.catalog.write(recs, {}, model_id=MODEL_ID)
+            written += time.perf_counter() - t
+    info = {"n": n, "seed": seed, "catalog_write_s": written, "total_build_s": time.perf_counter() - t0,
+            "built_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    store.close()
+    info_path.write_text(json.dumps(info, indent=2))
+    return home, info
+
+
+def catalog_matrix(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, float32 vectors) of every stored vector, as the catalog returns them (float16 decoded)."""
+    ids, vecs = [], []
+    for i, v in store.catalog.iter_vectors():
+        ids.append(i)
+        vecs.append(v)
+    return np.concatenate(ids), np.ascontiguousarray(np.concatenate(vecs))
