@@ -326,3 +326,13 @@ def test_cli_rebuilds_a_damaged_or_deleted_index(photos, home):
     assert status_json()["vectors"] == status["vectors"]
     assert path.is_file()
     assert dump_sqlite(home / "catalog.db") == before
+
+
+def test_large_collections_are_not_retrained_on_every_open():
+    """The retrain yardstick is the collection size at training, not the (capped) sample size."""
+    from clipsearch.vectors.policy import MAX_TRAIN, needs_rebuild
+
+    big = 5 * MAX_TRAIN  # the sample is capped at MAX_TRAIN, far below the collection
+    assert not needs_rebuild("ivfpq", big, big, flat_max=50_000)
+    assert not needs_rebuild("ivfpq", big, int(1.5 * big), flat_max=50_000)
+    assert needs_rebuild("ivfpq", big, 5 * big, flat_max=50_000)

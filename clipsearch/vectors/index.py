@@ -28,7 +28,8 @@ class IndexHeader:
     dim: int
     model_id: str
     watermark: int  # catalog vector sequence this index reflects
-    trained_on: int = 0
+    trained_on: int = 0  # vectors in the quantiser's training sample
+    built_for: int = 0  # collection size when the quantiser was trained (the retrain policy's yardstick)
     nlist: int = 0
     nprobe: int = 0
     version: int = FORMAT_VERSION

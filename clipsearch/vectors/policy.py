@@ -13,7 +13,7 @@ faiss.cvar.distance_compute_blas_threshold = 20
 
 MIN_TRAIN_PER_LIST = 39  # FAISS's own floor for k-means points per centroid
 MAX_TRAIN = 200_000
-# Retrain the coarse quantiser once the collection has grown this much past its sample.
+# Retrain the quantisers once the collection has grown this much since they were trained.
 RETRAIN_GROWTH = 4.0
 
 
@@ -54,8 +54,10 @@ def default_nprobe(nlist: int) -> int:
     return min(nlist, max(16, nlist // 8))
 
 
-def needs_rebuild(kind: str, trained_on: int, n: int, flat_max: int) -> bool:
+def needs_rebuild(kind: str, built_for: int, n: int, flat_max: int) -> bool:
     wanted = choose_layout(n, 8, flat_max).kind
     if wanted != kind:
         return True
-    return kind == "ivfpq" and n > RETRAIN_GROWTH * max(trained_on, 1)
+    # Compared with the collection size at training time, not the sample size: a sample is
+    # capped (MAX_TRAIN), so comparing with it would retrain large stores on every open.
+    return kind == "ivfpq" and n > RETRAIN_GROWTH * max(built_for, 1)

@@ -21,6 +21,7 @@ def build_index(catalog: Catalog, model_id: str, flat_max: int) -> VectorIndex:
     index = VectorIndex.empty(layout, dim, model_id, watermark=seq)
     if layout.kind == "ivfpq":
         index.train(catalog.sample_vectors(training_size(layout, n)))
+        index.header.built_for = n
     for ids, vectors in catalog.iter_vectors(after_seq=0, up_to_seq=seq):
         index.index.add_with_ids(vectors, ids)
     return index
@@ -57,7 +58,7 @@ def open_index(catalog: Catalog, path: Path, model_id: str, flat_max: int, save:
         notes.append("vector index is newer than the catalog (restored from elsewhere?); rebuilt it")
         index = None
     changed = False
-    if index is not None and needs_rebuild(index.kind, index.header.trained_on, n, flat_max):
+    if index is not None and needs_rebuild(index.kind, index.header.built_for, n, flat_max):
         index = None
     if index is None:
         index = build_index(catalog, model_id, flat_max)
