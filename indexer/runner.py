@@ -36,13 +36,14 @@ class Plan:
 def plan_root(catalog: Catalog, root: Root, summary: IndexSummary, thumbs: Thumbnails | None = None) -> Plan:
     """The decode jobs for one root; with `thumbs`, unchanged images lacking a thumbnail are read again for it."""
     states = catalog.file_states(root.path, root.is_dir)
+    have_thumbs = thumbs.existing() if thumbs is not None else set()
     jobs, existing, unreadable = [], {}, []
     for found in scan(root, unreadable):
         state = states.pop(found.path, None)
         if state is not None:
             existing[found.path] = state
             if (state.size, state.mtime_ns) == (found.size, found.mtime_ns) and not found.error:
-                if not _lacks_thumbnail(state, thumbs):
+                if thumbs is None or not _lacks_thumbnail(state, have_thumbs):
                     summary.unchanged += 1
                     continue
         expected = state.content_hash if state is not None and state.status == "ok" else None
@@ -52,9 +53,9 @@ def plan_root(catalog: Catalog, root: Root, summary: IndexSummary, thumbs: Thumb
     return Plan(jobs, existing, missing)
 
 
-def _lacks_thumbnail(state: FileState, thumbs: Thumbnails | None) -> bool:
+def _lacks_thumbnail(state: FileState, have_thumbs: set[str]) -> bool:
     # Stores indexed before thumbnails existed gain them on their next run.
-    return thumbs is not None and state.status == "ok" and bool(state.content_hash) and not thumbs.has(state.content_hash)
+    return state.status == "ok" and bool(state.content_hash) and state.content_hash not in have_thumbs
 
 
 def _resolve_batch_size(options: IndexOptions, encoder: Encoder) -> int:
