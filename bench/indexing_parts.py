@@ -190,8 +190,12 @@ def reindex_parts(folder: Path, store: Store, settings: Settings) -> dict:
     out["catalog_file_states"] = time.perf_counter() - t
     thumbs = Thumbnails.for_settings(settings)
     t = time.perf_counter()
-    for state in states.values():
-        thumbs.has(state.content_hash)
+    if hasattr(thumbs, "existing"):  # one listing per shard (the runner since 0cf8c40)
+        have = thumbs.existing()
+        [state.content_hash in have for state in states.values()]
+    else:  # a stat per image (before)
+        for state in states.values():
+            thumbs.has(state.content_hash)
     out["thumbnail_checks"] = time.perf_counter() - t
     t = time.perf_counter()
     store.vector_index()
