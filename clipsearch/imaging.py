@@ -7,6 +7,7 @@ avoiding most of the decode cost of multi-megapixel photos.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ _EXIF_DATETIME_ORIGINAL = 0x9003
 _EXIF_DATETIME = 0x0132
 
 _HEIF_REGISTERED = False
+
+
+def content_hash(data: bytes) -> str:
+    """The catalog's content hash of a file's bytes (moves, thumbnails and dedup all key on it)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def register_optional_formats() -> None:

@@ -7,7 +7,6 @@ indexed before thumbnails existed, a failed write) is made on first request.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
@@ -16,15 +15,10 @@ from pathlib import Path
 from PIL import Image
 
 from clipsearch.errors import StoreError
-from clipsearch.imaging import load_rgb
+from clipsearch.imaging import content_hash, load_rgb
 from clipsearch.settings import Settings
 
 JPEG_QUALITY = 82
-
-
-def content_hash(data: bytes) -> str:
-    """The catalog's content hash (must match indexer.decode.content_hash)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def encode_thumbnail(rgb: Image.Image, side: int) -> bytes:

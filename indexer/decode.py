@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from clipsearch.errors import ImageDecodeError
-from clipsearch.imaging import ImageInfo, PreprocessConfig, load_for_model, load_rgb, resize_for_model
+from clipsearch.imaging import ImageInfo, PreprocessConfig, content_hash, load_for_model, load_rgb, resize_for_model
 from clipsearch.thumbnails import Thumbnails
 from indexer.scan import FoundFile
 
@@ -43,10 +42,6 @@ class DecodeJob:
     file: FoundFile
     expected_hash: str | None  # the stored hash of this path, if it had one
     allow_move: bool = True
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def decode(

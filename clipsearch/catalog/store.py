@@ -71,6 +71,8 @@ def _vector_blob(vector: np.ndarray | None) -> bytes | None:
 class Catalog:
     def __init__(self, engine: Engine):
         self.engine = engine
+        # A bound model never changes, so once read it is kept: every vector fetch needs its dim.
+        self._model: StoreModel | None = None
 
     @classmethod
     def open(cls, url: str) -> "Catalog":
@@ -100,18 +102,19 @@ class Catalog:
             s.merge(StoreMeta(key=key, value=value))
 
     def store_model(self) -> StoreModel | None:
-        raw = self.get_meta("model")
-        if not raw:
-            return None
-        data = json.loads(raw)
-        return StoreModel(model_id=data["model_id"], spec=data["spec"], dim=int(data["dim"]))
+        if self._model is None:
+            raw = self.get_meta("model")
+            if raw:
+                data = json.loads(raw)
+                self._model = StoreModel(model_id=data["model_id"], spec=data["spec"], dim=int(data["dim"]))
+        return self._model
 
     def bind_model(self, model_id: str, spec: str, dim: int) -> StoreModel:
         """Record the store's model on first use; refuse a different one afterwards."""
         current = self.store_model()
         if current is None:
             self.set_meta("model", json.dumps({"model_id": model_id, "spec": spec, "dim": dim}))
-            return StoreModel(model_id, spec, dim)
+            return self.store_model()
         check_model(current, model_id)
         return current
 

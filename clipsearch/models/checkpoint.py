@@ -7,6 +7,7 @@ safetensors only, so a checkpoint from a stranger can never run code on unpickli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,8 +29,16 @@ def is_checkpoint_dir(path: Path) -> bool:
 
 
 def weights_digest(path: Path) -> str:
+    # One `clipsearch index` asks for the id several times (mismatch check, load, bind);
+    # large weights are read once per file version.
+    st = os.stat(path / WEIGHTS_NAME)
+    return _file_digest(str(path / WEIGHTS_NAME), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with open(path / WEIGHTS_NAME, "rb") as fh:
+    with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:12]
