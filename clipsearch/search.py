@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -230,4 +230,4 @@ def _top(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
 
 
 def _hit(rank: int, m: ImageMeta, score: float) -> SearchHit:
-    return SearchHit(**asdict(m), rank=rank, score=score)
+    return SearchHit(**vars(m), rank=rank, score=score)  # vars, not asdict: no deep copy per hit

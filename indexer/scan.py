@@ -7,12 +7,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from clipsearch.imaging import IMAGE_EXTENSIONS
 
 
-@dataclass(frozen=True)
-class FoundFile:
+class FoundFile(NamedTuple):
+    """One image file found on disk (a tuple: a walk makes one per file, and it must stay cheap)."""
+
     path: str
     root: str
     size: int

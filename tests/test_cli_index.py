@@ -271,6 +271,20 @@ def test_two_roots_in_one_run(tmp_path, home):
     assert status_json()["vectors"] == 9
 
 
+def test_folders_differing_only_in_case_stay_apart(tmp_path, home):
+    # SQLite's LIKE ignores ASCII case: a prefix match by LIKE made re-indexing /photos
+    # sweep everything under /Photos as deleted.
+    make_photos(tmp_path / "Photos", 3, seed=1)
+    make_photos(tmp_path / "photos", 2, seed=2)
+    assert index_json(tmp_path / "Photos")["new"] == 3
+    assert index_json(tmp_path / "photos")["new"] == 2
+    again = index_json(tmp_path / "photos")
+    assert (again["unchanged"], again["removed"]) == (2, 0)
+    assert status_json()["vectors"] == 5
+    hits = query_json("a picture", "--folder", str(tmp_path / "Photos"), "-k", "10")
+    assert len(hits) == 3 and all(h["path"].startswith(str(tmp_path / "Photos") + os.sep) for h in hits)
+
+
 def test_wrong_model_is_refused(photos, home):
     index_json(photos)
     before = catalog_rows(home)

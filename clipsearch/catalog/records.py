@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class FileState:
-    """What the catalog knows about one path, enough to decide whether to re-read it."""
+class FileState(NamedTuple):
+    """What the catalog knows about one path, enough to decide whether to re-read it.
+
+    A tuple, not a dataclass: a re-index builds one per known file, and tuples are made ~5x faster.
+    """
 
     id: int
     path: str
