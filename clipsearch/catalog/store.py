@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -130,9 +131,24 @@ class Catalog:
         """Every row at or under `root` (by path, whichever root it was first indexed under)."""
         cols = (ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash, ImageRow.status)
         where = self._path_under(root.rstrip(os.sep) + os.sep) if is_dir else ImageRow.path == root
-        # Core, not an ORM session: a re-index reads every known file's row, and this is its hot path.
+        return {r[1]: FileState(*r) for r in self._plain_rows(select(*cols).where(where))}
+
+    def _plain_rows(self, stmt: Select) -> list[tuple]:
+        """A statement's rows as the driver's own tuples (text, int and NULL parameters only).
+
+        A re-index reads every known file's row: SQLAlchemy's row objects made that 2x slower.
+        """
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        params = compiled.params
+        if compiled.positiontup is not None:  # qmark drivers (SQLite) take a sequence
+            params = [params[name] for name in compiled.positiontup]
         with self.engine.connect() as conn:
-            return {r[1]: FileState(*r) for r in conn.execute(select(*cols).where(where))}
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(str(compiled), params)
+                return cursor.fetchall()
+            finally:
+                cursor.close()
 
     def _path_under(self, prefix: str) -> ColumnElement[bool]:
         """Rows whose path starts with `prefix`, matched case-sensitively."""

@@ -66,7 +66,7 @@ def _index(store, paths: List[Path], model: Optional[str], device: str, options:
             store.catalog, load_encoder, paths, store.settings, options,
             on_total=lambda n: _set_total(bar, n), on_progress=bar.update,
         )
-    notes = store.vector_index()[1] if store.model else []
+    notes = store.sync_index_file() if store.model else []
     return summary, notes
 
 

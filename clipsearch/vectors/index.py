@@ -34,6 +34,7 @@ class IndexHeader:
     nlist: int = 0
     nprobe: int = 0
     version: int = FORMAT_VERSION
+    body_bytes: int = 0  # length of the serialized index after the header (0: not recorded)
 
 
 class VectorIndex:
@@ -103,8 +104,9 @@ class VectorIndex:
         """Write header and index to a temp file, then rename: readers see old or new, never half."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = json.dumps(asdict(self.header)).encode()
         blob = faiss.serialize_index(self.index)
+        self.header.body_bytes = int(blob.size)
+        header = json.dumps(asdict(self.header)).encode()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -117,20 +119,47 @@ class VectorIndex:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    @staticmethod
+    def read_header(path: Path) -> IndexHeader:
+        """The header alone (checked against the file's length): enough to tell whether a file is current."""
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+                hlen = _header_length(head)
+                return _parse_header(fh.read(hlen), hlen, os.fstat(fh.fileno()).st_size)
+        except FileNotFoundError:
+            raise IndexFileError("no index file yet") from None
+
     @classmethod
     def load(cls, path: Path) -> "VectorIndex":
         try:
-            data = Path(path).read_bytes()
+            data = Path(path).read_bytes()  # header and body from one read: a concurrent save renames, never mixes
         except FileNotFoundError:
             raise IndexFileError("no index file yet") from None
-        if len(data) < 16 or data[:8] != MAGIC:
-            raise IndexFileError("index file is not a clipsearch index")
-        (hlen,) = struct.unpack("<Q", data[8:16])
+        hlen = _header_length(data[:16])
+        header = _parse_header(data[16 : 16 + hlen], hlen, len(data))
         try:
-            header = IndexHeader(**json.loads(data[16 : 16 + hlen]))
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8, offset=16 + hlen))
         except Exception as exc:
             raise IndexFileError(f"index file is damaged ({exc})") from None
-        if header.version != FORMAT_VERSION or index.d != header.dim:
+        if index.d != header.dim:
             raise IndexFileError("index file has an unsupported format")
         return cls(index, header)
+
+
+def _header_length(head: bytes) -> int:
+    if len(head) < 16 or head[:8] != MAGIC:
+        raise IndexFileError("index file is not a clipsearch index")
+    return struct.unpack("<Q", head[8:16])[0]
+
+
+def _parse_header(raw: bytes, hlen: int, file_size: int) -> IndexHeader:
+    try:
+        header = IndexHeader(**json.loads(raw))
+    except Exception as exc:
+        raise IndexFileError(f"index file is damaged ({exc})") from None
+    if header.version != FORMAT_VERSION:
+        raise IndexFileError("index file has an unsupported format")
+    if header.body_bytes and file_size != 16 + hlen + header.body_bytes:
+        raise IndexFileError("index file is truncated")
+    return header

@@ -41,6 +41,19 @@ def catch_up(index: VectorIndex, catalog: Catalog) -> bool:
     return True
 
 
+def index_file_current(catalog: Catalog, path: Path, model_id: str) -> bool:
+    """Whether the saved index already reflects the catalog, judged from its header alone.
+
+    After an index run that changed nothing this is all there is to check; loading the whole
+    index took longer than the rest of such a run's bookkeeping. Queries still load and check it.
+    """
+    try:
+        header = VectorIndex.read_header(path)
+    except IndexFileError:
+        return False
+    return header.model_id == model_id and header.dim == catalog.dim() and header.watermark == catalog.current_seq()
+
+
 def open_index(catalog: Catalog, path: Path, model_id: str, flat_max: int, save: bool = True) -> tuple[VectorIndex, list[str]]:
     """The store's index, current with the catalog. Returns it with notes worth telling the user."""
     notes: list[str] = []
