@@ -163,14 +163,14 @@ def walk_stat(folder: Path) -> tuple[float, int]:
 
 
 def reindex(folder: Path, store: Store, settings: Settings, encoder, reps: int) -> dict:
-    """Unchanged folder: run_index + vector_index (in process, model loaded) vs os.walk + stat."""
+    """Unchanged folder: run_index + index file check (in process, model loaded) vs os.walk + stat."""
     walks, runs = [], []
     walk_stat(folder)  # warm the directory cache for both
     for _ in range(reps):
         walks.append(walk_stat(folder)[0])
         t0 = time.perf_counter()
         summary = run_index(store.catalog, encoder, [folder], settings, IndexOptions())
-        store.vector_index()
+        store.sync_index_file()  # what `clipsearch index` does after run_index
         runs.append(time.perf_counter() - t0)
         assert summary.embedded == 0, "the folder changed between runs"
     files = walk_stat(folder)[1]
@@ -190,16 +190,16 @@ def reindex_parts(folder: Path, store: Store, settings: Settings) -> dict:
     out["catalog_file_states"] = time.perf_counter() - t
     thumbs = Thumbnails.for_settings(settings)
     t = time.perf_counter()
-    if hasattr(thumbs, "existing"):  # one listing per shard (the runner since 0cf8c40)
-        have = thumbs.existing()
-        [state.content_hash in have for state in states.values()]
-    else:  # a stat per image (before)
-        for state in states.values():
-            thumbs.has(state.content_hash)
-    out["thumbnail_checks"] = time.perf_counter() - t
+    covered = thumbs.covers(root.path, store.catalog.current_seq())
+    out["thumbnail_marks_check"] = time.perf_counter() - t
+    out["thumbnail_marks_hold"] = covered
     t = time.perf_counter()
-    store.vector_index()
-    out["vector_index_open"] = time.perf_counter() - t
+    have = thumbs.existing()
+    [state.content_hash in have for state in states.values()]
+    out["thumbnail_listing_if_marks_fail"] = time.perf_counter() - t
+    t = time.perf_counter()
+    store.sync_index_file()
+    out["index_file_check"] = time.perf_counter() - t
     return out
 
 

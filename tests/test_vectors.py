@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from clipsearch.settings import Settings
 from clipsearch.store import Store
 from clipsearch.vectors import VectorIndex, open_index
 from clipsearch.vectors import sync as vsync
-from clipsearch.vectors.index import IndexFileError
+from clipsearch.vectors.index import STALE_TEMP_S, IndexFileError
 from clipsearch.vectors.policy import Layout, choose_layout
+from clipsearch.vectors.sync import index_file_current
 from conftest import catalog_rows, index_json, ok, query_json, run_cli, save_image, status_json, variant_image
 
 SYN_MODEL = "test:synthetic"
@@ -251,6 +253,33 @@ def test_corrupt_index_file_is_rebuilt_with_a_note(syn):
     assert dump_sqlite(db) == before  # the catalog is untouched
     assert VectorIndex.load(path).ntotal == len(vectors)  # and the rebuilt file was saved
     assert open_index(catalog, path, SYN_MODEL, flat_max=1000)[1] == []
+
+
+def test_index_file_check_reads_only_the_header_yet_catches_damage(syn):
+    # `clipsearch index` judges the saved file by its header (loading a large index costs more
+    # than the rest of an unchanged run), so the header must expose truncation and garbage.
+    catalog, _ids, _vectors, path, _ = syn
+    open_index(catalog, path, SYN_MODEL, flat_max=1000)
+    assert index_file_current(catalog, path, SYN_MODEL)
+    assert not index_file_current(catalog, path, "another-model")
+    data = path.read_bytes()
+    for damaged in (data[:-10], data[:20], b"CLIPSIDX" + b"\xff" * 64, b"CLIPSIDX" + os.urandom(64), b""):
+        path.write_bytes(damaged)
+        assert not index_file_current(catalog, path, SYN_MODEL)
+    path.unlink()
+    assert not index_file_current(catalog, path, SYN_MODEL)
+
+
+def test_temp_files_left_by_a_killed_save_are_removed(syn):
+    catalog, _ids, _vectors, path, _ = syn
+    stale, fresh = path.with_name(path.name + "abc.tmp"), path.with_name(path.name + "def.tmp")
+    for tmp in (stale, fresh):
+        tmp.write_bytes(b"half an index")
+    old = time.time() - 2 * STALE_TEMP_S
+    os.utime(stale, (old, old))
+    open_index(catalog, path, SYN_MODEL, flat_max=1000)  # saves the index
+    assert not stale.exists(), "a temp file from a killed save must not pile up"
+    assert fresh.exists(), "a recent temp file may be another process's save in progress"
 
 
 def test_index_for_another_model_or_from_the_future_is_rebuilt(syn):

@@ -100,9 +100,9 @@ class Catalog:
     # -- store facts -------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
-        with Session(self.engine) as s:
-            row = s.get(StoreMeta, key)
-            return row.value if row else None
+        # Core, not an ORM session: every query and index run reads the sequence counter.
+        with self.engine.connect() as conn:
+            return conn.execute(select(StoreMeta.value).where(StoreMeta.key == key)).scalar_one_or_none()
 
     def set_meta(self, key: str, value: str) -> None:
         with Session(self.engine) as s, s.begin():
