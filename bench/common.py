@@ -147,7 +147,8 @@ def command_line(script: str, quick: bool) -> str:
 
 
 def publish(name: str, data: dict, section: str) -> None:
-    """Write results/NAME[.quick].json and .md, and (unless --no-docs) replace the NAME section of docs/benchmarks.md."""
+    """Write results/NAME[.quick].json and .md; unless --no-docs, update docs/benchmarks.md: its summary
+    table, and the NAME section (from a full run, or a quick one when no full run was recorded)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     noise = interference()
     if noise:
@@ -159,9 +160,21 @@ def publish(name: str, data: dict, section: str) -> None:
     (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     (RESULTS / f"{stem}.md").write_text(section.rstrip() + "\n")
     print(f"wrote {RESULTS / (stem + '.json')}")
-    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     if "--no-docs" in sys.argv or not DOCS_PAGE.exists():
         return
+    if data.get("quick") and (RESULTS / f"{name}.json").exists():
+        # The page's sections show full runs; a quick rerun is compared with them in the summary table.
+        print(f"kept the full-run {name} section of {DOCS_PAGE.relative_to(ROOT)} (quick results: {RESULTS / (stem + '.md')})")
+    else:
+        _replace_section(name, section)
+    from summary import write_summary  # imports this module: a top-level import would be circular
+
+    write_summary()
+    print(f"updated the summary table of {DOCS_PAGE.relative_to(ROOT)}")
+
+
+def _replace_section(name: str, section: str) -> None:
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     page = DOCS_PAGE.read_text()
     if begin in page and end in page:
         head, rest = page.split(begin, 1)

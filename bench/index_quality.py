@@ -116,7 +116,7 @@ def sweep(store: Store, index: VectorIndex, queries: np.ndarray, truth: list[set
     import clipsearch.search as search
 
     default_nprobe, default_pool, rows = index.header.nprobe, search.RERANK_MIN, []
-    for pool in sorted({128, 256, default_pool, 512}):
+    for pool in sorted({128, 256, 384, default_pool, 512}):
         for nprobe in sorted({16, 32, 64, 128, default_nprobe}):
             search.RERANK_MIN, index.header.nprobe = pool, nprobe
             svc = SearchService(store, VectorQueries(queries), index)

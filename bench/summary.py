@@ -81,7 +81,7 @@ def text_rows(r: dict) -> list[list]:
              ">= 0.99 cosine (report only)", verdict(t["cos_min"] >= 0.99), _run(r)] for t in r["rows"]]
 
 
-def main() -> None:
+def write_summary() -> str:
     rows = []
     for name, fn in (("indexing", indexing_rows), ("query_latency", query_rows), ("index_quality", quality_rows),
                      ("text_encoder", text_rows)):
@@ -99,8 +99,8 @@ def main() -> None:
     head, rest = page.split("<!-- summary -->", 1)
     _, tail = rest.split("<!-- /summary -->", 1)
     DOCS_PAGE.write_text(f"{head}<!-- summary -->\n{text}<!-- /summary -->{tail}")
-    print(text)
+    return text
 
 
 if __name__ == "__main__":
-    main()
+    print(write_summary())

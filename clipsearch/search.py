@@ -26,7 +26,7 @@ from clipsearch.vectors.sync import catch_up
 EXACT_FILTER_MAX = 50_000
 # Candidates fetched from an approximate index per result wanted, then re-ranked exactly.
 RERANK_FACTOR = 8
-RERANK_MIN = 512  # recall@10 0.94 with 256, 0.988 with 512 (docs/benchmarks.md)
+RERANK_MIN = 384  # PQ128x4fs at 1M: recall@10 0.977 with 256, 0.996 with 384, 0.998 with 512 (docs/benchmarks.md)
 MAX_K = 10_000
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from clipsearch.settings import Settings
 from clipsearch.store import Store
 from clipsearch.vectors import VectorIndex, open_index
 from clipsearch.vectors import sync as vsync
-from clipsearch.vectors.index import STALE_TEMP_S, IndexFileError
+from clipsearch.vectors.index import STALE_TEMP_S, IndexFileError, IndexHeader
 from clipsearch.vectors.policy import Layout, choose_layout
 from clipsearch.vectors.sync import index_file_current
 from conftest import catalog_rows, index_json, ok, query_json, run_cli, save_image, status_json, variant_image
@@ -362,6 +363,11 @@ def test_large_collections_are_not_retrained_on_every_open():
     from clipsearch.vectors.policy import MAX_TRAIN, needs_rebuild
 
     big = 5 * MAX_TRAIN  # the sample is capped at MAX_TRAIN, far below the collection
-    assert not needs_rebuild("ivfpq", big, big, flat_max=50_000)
-    assert not needs_rebuild("ivfpq", big, int(1.5 * big), flat_max=50_000)
-    assert needs_rebuild("ivfpq", big, 5 * big, flat_max=50_000)
+    layout = choose_layout(big, 512, flat_max=50_000)
+    header = IndexHeader("ivfpq", 512, "m", 0, trained_on=MAX_TRAIN, built_for=big, nlist=layout.nlist, factory=layout.factory)
+    assert not needs_rebuild(header, big, flat_max=50_000)
+    assert not needs_rebuild(header, int(1.5 * big), flat_max=50_000)
+    assert needs_rebuild(header, 5 * big, flat_max=50_000)
+    # An index laid out by an older policy (here: before the layout was recorded) is rebuilt once.
+    assert needs_rebuild(replace(header, factory=""), big, flat_max=50_000)
+    assert needs_rebuild(replace(header, factory="IVF4472,PQ64x4fs"), big, flat_max=50_000)

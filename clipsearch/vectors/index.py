@@ -38,6 +38,7 @@ class IndexHeader:
     nprobe: int = 0
     version: int = FORMAT_VERSION
     body_bytes: int = 0  # length of the serialized index after the header (0: not recorded)
+    factory: str = ""  # the FAISS layout, e.g. IVF2000,PQ128x4fs ("" in files from before it was recorded)
 
 
 class VectorIndex:
@@ -52,7 +53,8 @@ class VectorIndex:
             header = IndexHeader("flat", dim, model_id, watermark)
         else:
             index = faiss.index_factory(dim, layout.factory, faiss.METRIC_INNER_PRODUCT)
-            header = IndexHeader("ivfpq", dim, model_id, watermark, nlist=layout.nlist, nprobe=default_nprobe(layout.nlist))
+            header = IndexHeader("ivfpq", dim, model_id, watermark, nlist=layout.nlist, nprobe=default_nprobe(layout.nlist),
+                                 factory=layout.factory)
         return cls(index, header)
 
     @property

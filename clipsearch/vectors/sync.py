@@ -71,7 +71,7 @@ def open_index(catalog: Catalog, path: Path, model_id: str, flat_max: int, save:
         notes.append("vector index is newer than the catalog (restored from elsewhere?); rebuilt it")
         index = None
     changed = False
-    if index is not None and needs_rebuild(index.kind, index.header.built_for, n, flat_max):
+    if index is not None and needs_rebuild(index.header, n, flat_max):
         index = None
     if index is None:
         index = build_index(catalog, model_id, flat_max)
