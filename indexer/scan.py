@@ -6,8 +6,8 @@ import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from operator import attrgetter
+from pathlib import Path
 from typing import NamedTuple
 
 from clipsearch.imaging import IMAGE_EXTENSIONS

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql import Select
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
 
 from clipsearch.catalog import migrate
 from clipsearch.catalog.records import (
