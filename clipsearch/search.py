@@ -119,6 +119,8 @@ class SearchService:
                 f"run `clipsearch index PATH` on a folder with pictures first"
             )
         encoder = store.load_encoder(model, device)
+        if store.settings.text_int8:
+            encoder.quantize_text_tower()
         index, notes = store.vector_index()
         return cls(store, encoder, index, notes)
 

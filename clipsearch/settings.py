@@ -29,6 +29,8 @@ class Settings:
     flat_max: int = 50_000
     max_megapixels: float = 100.0
     thumbnail_size: int = 320
+    # Queries encode text with an int8 text tower (CPU only; see docs/benchmarks.md, section 4).
+    text_int8: bool = False
 
     @classmethod
     def from_env(cls, home: str | Path | None = None) -> "Settings":
@@ -38,6 +40,7 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or None,
             flat_max=_env_int("CLIPSEARCH_FLAT_MAX", cls.flat_max),
             max_megapixels=_env_float("CLIPSEARCH_MAX_MEGAPIXELS", cls.max_megapixels),
+            text_int8=os.environ.get("CLIPSEARCH_TEXT_INT8", "").strip().lower() in ("1", "true", "yes", "on"),
         )
 
     def with_(self, **changes) -> "Settings":

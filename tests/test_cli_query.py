@@ -264,3 +264,24 @@ def test_a_read_only_home_is_a_one_line_error(indexed, home, tmp_path):
         assert "\n" not in line and "read-only" in line and "Traceback" not in line
     finally:
         subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
+def test_int8_text_encoder_is_opt_in_and_keeps_the_text_embeddings(indexed, monkeypatch):
+    import numpy as np
+
+    from clipsearch.models import load_encoder
+    from conftest import pattern_image
+
+    encoder = load_encoder(MODEL, device="cpu")
+    texts = ["a red square", "two blue circles on grey", "a photo of a dog on a beach", "ünïcödé 写真"]
+    fp32, image = encoder.encode_texts(texts), encoder.encode_image(pattern_image(3))
+    encoder.quantize_text_tower()
+    assert np.sum(fp32 * encoder.encode_texts(texts), axis=1).min() >= 0.99
+    assert np.allclose(encoder.encode_image(pattern_image(3)), image), "the image tower must stay as it was"
+
+    plain = query_json("a picture", "-k", "5")
+    monkeypatch.setenv("CLIPSEARCH_TEXT_INT8", "1")
+    quantized = query_json("a picture", "-k", "5")
+    assert len(quantized) == len(plain) == 5
+    _assert_sorted(quantized)
+    assert quantized[0]["score"] == pytest.approx(plain[0]["score"], abs=0.05)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from clipsearch.errors import ModelError
 from clipsearch.imaging import PreprocessConfig, resize_for_model
 
 
@@ -45,3 +46,7 @@ class Encoder(ABC):
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.encode_texts([text])[0]
+
+    def quantize_text_tower(self) -> None:
+        """Switch text encoding to int8 where the backend supports it (CLIPSEARCH_TEXT_INT8)."""
+        raise ModelError(f"{self.model_id}: this model backend has no int8 text encoder; unset CLIPSEARCH_TEXT_INT8")
