@@ -6,11 +6,13 @@ Every script writes bench/results/NAME.json (all raw numbers) and bench/results/
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -140,6 +142,32 @@ def table(header: list[str], rows: list[list]) -> str:
 
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def arguments(doc: str, quick_help: str, sizes: bool = False) -> argparse.ArgumentParser:
+    """The options every script takes (--quick, --no-docs), and --sizes for those measured at several N."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    if sizes:
+        ap.add_argument("--sizes", type=str, help="comma-separated N values (overrides the mode's default)")
+    ap.add_argument("--no-docs", action="store_true", help="write bench/results only, leave docs/benchmarks.md alone")
+    return ap
+
+
+def chosen_sizes(args: argparse.Namespace, quick: list[int], full: list[int]) -> list[int]:
+    if args.sizes:
+        return [int(s) for s in args.sizes.split(",")]
+    return quick if args.quick else full
+
+
+def process_seconds(command: list[str], env: dict, reps: int) -> list[float]:
+    """Wall seconds of each of `reps` runs of `command` as a new process (output discarded)."""
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out.append(time.perf_counter() - t)
+    return out
 
 
 def command_line(script: str, quick: bool) -> str:

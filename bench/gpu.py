@@ -7,7 +7,6 @@ Exits with status 1 and one line ("no CUDA device ...") where there is no GPU; p
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -17,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import command_line, fmt, machine, machine_line, median, publish, table  # noqa: E402
+from common import arguments, command_line, fmt, machine, machine_line, median, publish, table  # noqa: E402
 
 MODEL = "random:ViT-B-32"
 BATCH = 256  # the indexer's GPU default
@@ -105,10 +104,7 @@ Target end-to-end / model-only >= 0.9 on a GPU machine.
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="fewer images and 200k vectors for FAISS")
-    ap.add_argument("--no-docs", action="store_true", help="write bench/results only, leave docs/benchmarks.md alone")
-    args = ap.parse_args()
+    args = arguments(__doc__, "fewer images and 200k vectors for FAISS").parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device: bench/gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); nothing measured")
         sys.exit(1)

@@ -5,7 +5,6 @@ Usage: .venv/bin/python bench/index_quality.py [--quick]
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -16,7 +15,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import command_line, fmt, machine, machine_line, publish, table, verdict  # noqa: E402
+from common import arguments, chosen_sizes, command_line, fmt, machine, machine_line, publish, table, verdict  # noqa: E402
 from synth import DIM, MODEL_ID, catalog_matrix, make_world, query_vectors, synthetic_store  # noqa: E402
 
 from clipsearch.imaging import PreprocessConfig  # noqa: E402
@@ -199,14 +198,8 @@ Target: recall@10 >= 0.97 at <= 100 bytes/vector for the policy's IVF-PQ choice:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="100k vectors only (under 2 minutes once the store is cached)")
-    ap.add_argument("--sizes", type=str, help="comma-separated N values (overrides the mode's default)")
-    ap.add_argument("--no-docs", action="store_true", help="write bench/results only, leave docs/benchmarks.md alone")
-    args = ap.parse_args()
-    sizes = [100_000] if args.quick else [100_000, 1_000_000]
-    if args.sizes:
-        sizes = [int(s) for s in args.sizes.split(",")]
+    args = arguments(__doc__, "100k vectors only (under 2 minutes once the store is cached)", sizes=True).parse_args()
+    sizes = chosen_sizes(args, [100_000], [100_000, 1_000_000])
     n_queries = 100 if args.quick else 200
     res = {"machine": machine(), "quick": args.quick, "queries": n_queries, "sizes": sizes, "rows": [], "dim": DIM}
     for n in sizes:

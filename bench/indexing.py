@@ -5,7 +5,6 @@ Usage: .venv/bin/python bench/indexing.py [--quick]
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -14,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import indexing_parts as P  # noqa: E402
-from common import command_line, fmt, machine, machine_line, median, publish, table, verdict  # noqa: E402
+from common import arguments, command_line, fmt, machine, machine_line, median, publish, table, verdict  # noqa: E402
 from photos import collection_files, ensure_collection  # noqa: E402
 
 from clipsearch.models import load_encoder  # noqa: E402
@@ -166,11 +165,9 @@ load dominate, not the walk (the model itself is not loaded when nothing needs e
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="48 images per set, 2 rounds (under 2 minutes once generated)")
+    ap = arguments(__doc__, "48 images per set, 2 rounds (under 2 minutes once generated)")
     ap.add_argument("--n", type=int, help="images per set (overrides the mode's default; for smoke tests)")
     ap.add_argument("--tiny-n", type=int, help="small files for the re-index test (overrides the default)")
-    ap.add_argument("--no-docs", action="store_true", help="write bench/results only, leave docs/benchmarks.md alone")
     args = ap.parse_args()
     n, rounds, sample, tiny_n = (48, 2, 8, 20000) if args.quick else (192, 3, 16, 20000)
     n, tiny_n = args.n or n, args.tiny_n or tiny_n

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import CACHE, ROOT, median
+from common import CACHE, ROOT, median, process_seconds
 
 from clipsearch.catalog import ImageRecord
 from clipsearch.imaging import load_for_model, load_rgb, resize_for_model
@@ -190,7 +189,7 @@ def reindex_parts(folder: Path, store: Store, settings: Settings) -> dict:
     out["catalog_file_states"] = time.perf_counter() - t
     thumbs = Thumbnails.for_settings(settings)
     t = time.perf_counter()
-    covered = thumbs.covers(root.path, store.catalog.current_seq())
+    [covered] = thumbs.covers([root.path], store.catalog.current_seq())
     out["thumbnail_marks_check"] = time.perf_counter() - t
     out["thumbnail_marks_hold"] = covered
     t = time.perf_counter()
@@ -219,19 +218,10 @@ def make_tiny_tree(n: int) -> Path:
     return folder
 
 
-def cli_seconds(args: list[str], env: dict, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return median(times)
-
-
 def cli_reindex(folder: Path, settings: Settings, reps: int) -> dict:
     """`clipsearch index` as a new process on the unchanged folder, beside `python -c 'import torch'`."""
     env = dict(os.environ, CLIPSEARCH_HOME=str(settings.home), HF_HUB_OFFLINE="1")
     exe = str(Path(sys.executable).parent / "clipsearch")
-    cli = cli_seconds([exe, "index", str(folder)], env, reps)
-    torch_import = cli_seconds([sys.executable, "-c", "import torch"], env, reps)
+    cli = median(process_seconds([exe, "index", str(folder)], env, reps))
+    torch_import = median(process_seconds([sys.executable, "-c", "import torch"], env, reps))
     return {"cli_reindex_s": cli, "python_import_torch_s": torch_import, "reps": reps, "cwd": str(ROOT)}

@@ -5,9 +5,7 @@ Usage: .venv/bin/python bench/query_latency.py [--quick]
 
 from __future__ import annotations
 
-import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -16,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import command_line, fmt, machine, machine_line, median, percentile, publish, table, verdict  # noqa: E402
+from common import arguments, chosen_sizes, command_line, fmt, machine, machine_line, median, percentile, process_seconds, publish, table, verdict  # noqa: E402
 from synth import MODEL_ID, catalog_matrix, synthetic_store  # noqa: E402
 
 from clipsearch.models import load_encoder  # noqa: E402
@@ -80,20 +78,11 @@ def brute_force(mat: np.ndarray, queries: np.ndarray) -> dict:
             "blas_threshold": int(faiss.cvar.distance_compute_blas_threshold)}
 
 
-def _seconds(args: list[str], env: dict, reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        out.append(time.perf_counter() - t)
-    return out
-
-
 def cold_query(home, reps: int) -> dict:
     env = dict(os.environ, CLIPSEARCH_HOME=str(home), HF_HUB_OFFLINE="1")
     exe = os.path.join(os.path.dirname(sys.executable), "clipsearch")
-    cli = _seconds([exe, "query", "a dog on a beach", "-k", str(K)], env, reps)
-    imp = _seconds([sys.executable, "-c", "import torch"], env, reps)
+    cli = process_seconds([exe, "query", "a dog on a beach", "-k", str(K)], env, reps)
+    imp = process_seconds([sys.executable, "-c", "import torch"], env, reps)
     return {"cli_s": median(cli), "import_torch_s": median(imp), "ratio": median(cli) / median(imp), "reps": reps,
             "cli_all_s": cli, "import_torch_all_s": imp}
 
@@ -186,14 +175,8 @@ process pays on top of its imports: a load when the saved index is current, a fu
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="10k and 100k vectors (under 2 minutes once the stores are cached)")
-    ap.add_argument("--sizes", type=str, help="comma-separated N values (overrides the mode's default)")
-    ap.add_argument("--no-docs", action="store_true", help="write bench/results only, leave docs/benchmarks.md alone")
-    args = ap.parse_args()
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
-    if args.sizes:
-        sizes = [int(s) for s in args.sizes.split(",")]
+    args = arguments(__doc__, "10k and 100k vectors (under 2 minutes once the stores are cached)", sizes=True).parse_args()
+    sizes = chosen_sizes(args, [10_000, 100_000], [10_000, 100_000, 1_000_000])
     n_queries, cold_reps = (40, 2) if args.quick else (100, 3)
     res = {"machine": machine(), "quick": args.quick, "queries": n_queries, "sizes": [],
            "flat_max": Settings.from_env(home="/tmp").flat_max, "vectors": synth.__doc__}

@@ -6,7 +6,6 @@ The product uses the same int8 tower when CLIPSEARCH_TEXT_INT8=1 is set (opt-in;
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
@@ -17,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import command_line, fmt, machine, machine_line, percentile, publish, table, verdict  # noqa: E402
+from common import arguments, command_line, fmt, machine, machine_line, percentile, publish, table, verdict  # noqa: E402
 from query_latency import query_texts  # noqa: E402
 from synth import image_vectors, make_world  # noqa: E402
 
@@ -104,10 +103,7 @@ this int8 tower as an opt-in (`CLIPSEARCH_TEXT_INT8=1`, CPU only; this benchmark
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="40 captions, 20k-vector corpus")
-    ap.add_argument("--no-docs", action="store_true", help="write bench/results only, leave docs/benchmarks.md alone")
-    args = ap.parse_args()
+    args = arguments(__doc__, "40 captions, 20k-vector corpus").parse_args()
     n_texts, corpus = (40, 20_000) if args.quick else (150, 100_000)
     texts = query_texts(n_texts)
     world = make_world(corpus, 0)

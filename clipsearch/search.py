@@ -181,9 +181,7 @@ class SearchService:
                 ids, vectors = self.store.catalog.fetch_vectors(allowed)
                 timings["ann_ms"] = (time.perf_counter() - t) * 1000
                 return _top(ids, vectors @ q, want)
-            candidates = self._ann(q, want, req, timings)
-        else:
-            candidates = self._ann(q, want, req, timings)
+        candidates = self._ann(q, want, req, timings)
         t = time.perf_counter()
         if self.index.kind == "flat" and not req.has_filters:
             ids, scores = candidates

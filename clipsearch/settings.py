@@ -21,6 +21,10 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -40,7 +44,7 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or None,
             flat_max=_env_int("CLIPSEARCH_FLAT_MAX", cls.flat_max),
             max_megapixels=_env_float("CLIPSEARCH_MAX_MEGAPIXELS", cls.max_megapixels),
-            text_int8=os.environ.get("CLIPSEARCH_TEXT_INT8", "").strip().lower() in ("1", "true", "yes", "on"),
+            text_int8=_env_flag("CLIPSEARCH_TEXT_INT8"),
         )
 
     def with_(self, **changes) -> "Settings":

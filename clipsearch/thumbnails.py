@@ -66,35 +66,35 @@ class Thumbnails:
                 found.update(name[:-4] for name in os.listdir(shard.path) if name.endswith(".jpg") and not name.startswith("."))
         return found
 
-    def covers(self, folder: str, seq: int) -> bool:
-        """Whether every image under `folder` had a thumbnail at catalog sequence `seq`, with none removed since.
+    def covers(self, folders: list[str], seq: int) -> list[bool]:
+        """For each folder: whether every image under it had a thumbnail at catalog sequence `seq`,
+        with none removed since.
 
         Lets a re-index of an unchanged folder skip listing the whole cache (a tenth of such a run).
         """
-        try:
-            marks = json.loads((self.root / COVERED_NAME).read_text())
-        except (OSError, ValueError):
-            return False
-        return isinstance(marks, dict) and marks.get(folder) == [seq, self._fingerprint()]
+        marks = self._marks()
+        if not marks:
+            return [False] * len(folders)
+        stamp = [seq, self._fingerprint()]
+        return [marks.get(folder) == stamp for folder in folders]
 
     def mark_covered(self, folders: list[str], seq: int) -> None:
         """Record that every image under `folders` has a thumbnail now (at catalog sequence `seq`)."""
-        path = self.root / COVERED_NAME
-        try:
-            marks = json.loads(path.read_text())
-        except (OSError, ValueError):
-            marks = {}
-        marks = marks if isinstance(marks, dict) else {}
+        marks = self._marks()
         stamp = [seq, self._fingerprint()]
         marks.update((folder, stamp) for folder in folders)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".covered-", suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(marks, fh)
-            os.replace(tmp, path)
+            _write_atomically(self.root / COVERED_NAME, json.dumps(marks).encode())
         except OSError:
             pass  # only an optimisation: the next run lists the cache instead
+
+    def _marks(self) -> dict:
+        try:
+            marks = json.loads((self.root / COVERED_NAME).read_text())
+        except (OSError, ValueError):
+            return {}
+        return marks if isinstance(marks, dict) else {}
 
     def _fingerprint(self) -> str:
         """Changes whenever a thumbnail is added to or removed from any shard (their folder mtimes)."""
@@ -108,15 +108,7 @@ class Thumbnails:
         """Write the thumbnail of an already decoded image (atomically: readers never see half a file)."""
         path = self.path_for(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = encode_thumbnail(rgb, self.side)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomically(path, encode_thumbnail(rgb, self.side))
         return path
 
     def get(self, digest: str | None, original: str | Path) -> bytes:
@@ -139,6 +131,18 @@ class Thumbnails:
         except OSError:
             # The cache is an optimisation; a read-only home still gets its preview.
             return encode_thumbnail(rgb, self.side)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write through a hidden temp file and a rename: readers see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_original(path: str | Path) -> bytes:

@@ -129,7 +129,7 @@ def run_index(
     roots = resolve_roots(paths)
     thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
     seq = catalog.current_seq()
-    covered = [thumbs is not None and thumbs.covers(root.path, seq) for root in roots]
+    covered = thumbs.covers([root.path for root in roots], seq) if thumbs is not None else [False] * len(roots)
     plans = [plan_root(catalog, root, summary, None if done else thumbs) for root, done in zip(roots, covered)]
     total = sum(len(p.jobs) for p in plans)
     if on_total:
@@ -139,9 +139,11 @@ def run_index(
         _read_and_write(catalog, encoder, plans, settings, thumbs, options, summary, on_progress)
     for plan in plans:
         _sweep(catalog, plan, summary)
-    if thumbs is not None and not (all(covered) and catalog.current_seq() == seq):
-        # Every image under these roots now has its thumbnail (an interrupted run never gets here).
-        thumbs.mark_covered([root.path for root in roots], catalog.current_seq())
+    if thumbs is not None:
+        now = catalog.current_seq()
+        if not (all(covered) and now == seq):
+            # Every image under these roots now has its thumbnail (an interrupted run never gets here).
+            thumbs.mark_covered([root.path for root in roots], now)
     summary.seconds = time.perf_counter() - started
     return summary
 

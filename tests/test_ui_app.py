@@ -79,6 +79,13 @@ def search(at: AppTest, text: str) -> AppTest:
     return at
 
 
+def exif_results(photos: Path) -> AppTest:
+    """A page filtered to the two EXIF photos and searched."""
+    at = start()
+    at.sidebar.text_input(key="folder").input(str(photos / "exif")).run()
+    return search(at, "a photo")
+
+
 def grid(at: AppTest) -> list[tuple[int, float]]:
     """(rank, score) of every result card, in page order."""
     out = []
@@ -131,9 +138,7 @@ def test_load_more_appends_the_next_page(store):
 
 def test_folder_filter(store):
     photos, _home = store
-    at = start()
-    at.sidebar.text_input(key="folder").input(str(photos / "exif")).run()
-    search(at, "a photo")
+    at = exif_results(photos)
     assert sorted(names(at)) == ["rotated.jpg", "upright.jpg"]
     at.sidebar.text_input(key="folder").input(str(photos / "ex")).run()
     assert not grid(at), "a folder is not a name prefix: photos/ex must not match photos/exif"
@@ -189,9 +194,7 @@ def test_upload_an_example(store):
 
 def test_open_a_result_shows_image_and_facts(store):
     photos, _home = store
-    at = start()
-    at.sidebar.text_input(key="folder").input(str(photos / "exif")).run()
-    search(at, "a photo")
+    at = exif_results(photos)
     rotated = names(at).index("rotated.jpg")
     key = [b for b in at.button if b.label == "Open"][rotated].key
     at.button(key=key).click().run()
@@ -280,9 +283,7 @@ def test_unloadable_model_is_a_readable_error(own_store):
 
 def test_image_gone_from_disk(own_store):
     photos, home = own_store
-    at = start()
-    at.sidebar.text_input(key="folder").input(str(photos / "exif")).run()
-    search(at, "a photo")
+    at = exif_results(photos)
     assert len(grid(at)) == 2
     (photos / "exif" / "upright.jpg").unlink()  # its thumbnail is kept
     rotated = photos / "exif" / "rotated.jpg"

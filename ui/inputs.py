@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from clipsearch.errors import ImageDecodeError, QueryError
-from clipsearch.imaging import load_rgb
+from clipsearch.imaging import content_hash, load_rgb
 from clipsearch.search import SearchRequest
 
 PAGE_SIZES = (12, 24, 48)
@@ -37,7 +36,7 @@ class PageInput:
 
     def signature(self) -> tuple:
         """Equal for inputs that ask for the same results (paging state is kept while it holds)."""
-        upload = hashlib.blake2b(self.upload.data, digest_size=16).hexdigest() if self.upload else None
+        upload = content_hash(self.upload.data) if self.upload else None
         return (
             " ".join(self.text.split()), upload, self.like_id, self.folder.strip(),
             self.after, self.before, self.min_score, self.page_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -134,21 +134,32 @@ class Catalog:
         return {r[1]: FileState(*r) for r in self._plain_rows(select(*cols).where(where))}
 
     def _plain_rows(self, stmt: Select) -> list[tuple]:
-        """A statement's rows as the driver's own tuples (text, int and NULL parameters only).
-
-        A re-index reads every known file's row: SQLAlchemy's row objects made that 2x slower.
-        """
+        """A Core statement's rows as the driver's own tuples (text, int and NULL parameters only)."""
         compiled = stmt.compile(dialect=self.engine.dialect)
         params = compiled.params
         if compiled.positiontup is not None:  # qmark drivers (SQLite) take a sequence
             params = [params[name] for name in compiled.positiontup]
+        return self._driver_rows([(str(compiled), params)])
+
+    def _driver_rows(self, statements: Iterable[tuple[str, Sequence | dict | None]]) -> list[tuple]:
+        """The rows of plain SQL statements, run on one connection's own cursor.
+
+        The hot reads (a re-index's known files, every query's re-rank vectors and result
+        metadata) skip SQLAlchemy's per-statement and per-row work, which was most of their time.
+        """
+        rows: list[tuple] = []
         with self.engine.connect() as conn:
             cursor = conn.connection.cursor()
             try:
-                cursor.execute(str(compiled), params)
-                return cursor.fetchall()
+                for sql, params in statements:
+                    if params is None:
+                        cursor.execute(sql)
+                    else:
+                        cursor.execute(sql, params)
+                    rows.extend(cursor.fetchall())
             finally:
                 cursor.close()
+        return rows
 
     def _path_under(self, prefix: str) -> ColumnElement[bool]:
         """Rows whose path starts with `prefix`, matched case-sensitively."""
@@ -267,17 +278,12 @@ class Catalog:
             blobs.append(blob)
         return np.array(got_ids, dtype=np.int64), _decode_blobs(blobs, self.dim())
 
-    def _select_by_ids(self, columns: str, ids: Iterable[int], where: str = "") -> Iterator[tuple]:
-        """Rows of the images table for these ids, through plain SQL on the driver.
-
-        Every query runs this twice (re-rank vectors, result metadata); the ORM's per-statement
-        and per-row work was most of its time. The ids are ints, so inlining them is safe.
-        """
-        ids = [int(i) for i in ids]
-        with self.engine.connect() as conn:
-            for chunk in _chunks(ids, _ID_CHUNK):
-                listed = ",".join(map(str, chunk))
-                yield from conn.exec_driver_sql(f"SELECT {columns} FROM {_IMAGES} WHERE id IN ({listed}){where}")
+    def _select_by_ids(self, columns: str, ids: Iterable[int], where: str = "") -> list[tuple]:
+        """Rows of the images table for these ids (inlined: they are ints, so that is safe)."""
+        chunks = _chunks([int(i) for i in ids], _ID_CHUNK)
+        return self._driver_rows(
+            (f"SELECT {columns} FROM {_IMAGES} WHERE id IN ({','.join(map(str, chunk))}){where}", None) for chunk in chunks
+        )
 
     def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
         """Up to n vectors spread over the whole catalog (for training a quantiser)."""
