@@ -183,7 +183,8 @@ def publish(name: str, data: dict, section: str) -> None:
         data["interference"] = noise
         section = section.rstrip() + (
             f"\n\nNoise check: other processes used {noise['other_cpu_s']:.0f} CPU-seconds during this {noise['wall_s']:.0f} s run "
-            f"({100 * noise['other_share']:.0f}% of the machine's cores).\n")
+            f"({100 * noise['other_share']:.0f}% of the machine's cores).\n"
+        )
     stem = f"{name}.quick" if data.get("quick") else name
     (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     (RESULTS / f"{stem}.md").write_text(section.rstrip() + "\n")
@@ -192,7 +193,9 @@ def publish(name: str, data: dict, section: str) -> None:
         return
     if data.get("quick") and (RESULTS / f"{name}.json").exists():
         # The page's sections show full runs; a quick rerun is compared with them in the summary table.
-        print(f"kept the full-run {name} section of {DOCS_PAGE.relative_to(ROOT)} (quick results: {RESULTS / (stem + '.md')})")
+        print(
+            f"kept the full-run {name} section of {DOCS_PAGE.relative_to(ROOT)} (quick results: {RESULTS / (stem + '.md')})"
+        )
     else:
         _replace_section(name, section)
     from summary import write_summary  # imports this module: a top-level import would be circular

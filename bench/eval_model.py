@@ -16,10 +16,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from clipsearch.models import load_encoder  # noqa: E402
-from clipsearch.synthetic.corpus import read_labels  # noqa: E402
-from clipsearch.training.data import load_dataset  # noqa: E402
-from clipsearch.training.evaluate import evaluate_encoder  # noqa: E402
+from clipsearch.models import load_encoder
+from clipsearch.synthetic.metrics import scorer_for
+from clipsearch.training.data import load_dataset
+from clipsearch.training.evaluate import evaluate_encoder
 
 
 def main() -> None:
@@ -31,11 +31,11 @@ def main() -> None:
     started = time.time()
     encoder = load_encoder(args.model, device="cpu")
     dataset, skipped = load_dataset(args.data, encoder.preprocess_cfg, args.workers)
-    table = read_labels(args.data)
-    labels = [table[p.name] for p in dataset.paths] if table else None
-    metrics = evaluate_encoder(encoder, dataset.pixels, [c[0] for c in dataset.captions], labels)
-    metrics.update(model=encoder.model_id, data=str(args.data), skipped=len(skipped),
-                   seconds=round(time.time() - started, 1))
+    captions = [c[0] for c in dataset.captions]
+    metrics = evaluate_encoder(encoder, dataset.pixels, captions, list(dataset.paths), scorer_for(args.data))
+    metrics.update(
+        model=encoder.model_id, data=str(args.data), skipped=len(skipped), seconds=round(time.time() - started, 1)
+    )
     print(json.dumps(metrics, indent=2))
 
 

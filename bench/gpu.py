@@ -13,10 +13,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from common import arguments, command_line, fmt, machine, machine_line, median, publish, table  # noqa: E402
+import numpy as np
+import torch
+from common import arguments, command_line, fmt, machine, machine_line, median, publish, table
 
 MODEL = "random:ViT-B-32"
 BATCH = 256  # the indexer's GPU default
@@ -37,9 +36,15 @@ def indexing(kind: str, n: int, encoder, rounds: int) -> dict:
         e2e.append(r)
         P.drop_store(store, settings)
     serial = P.serial_baseline(files[: min(len(files), 64)], encoder, 64)[0]
-    out = {"images": len(files), "e2e_ips": median([r["images_per_s"] for r in e2e]),
-           "model_ips": median([r["images_per_s"] for r in model]), "serial_ips_first64": serial["images_per_s"],
-           "peak_gpu_mem_mib": torch.cuda.max_memory_allocated() / 2**20, "end_to_end": e2e, "model_only": model}
+    out = {
+        "images": len(files),
+        "e2e_ips": median([r["images_per_s"] for r in e2e]),
+        "model_ips": median([r["images_per_s"] for r in model]),
+        "serial_ips_first64": serial["images_per_s"],
+        "peak_gpu_mem_mib": torch.cuda.max_memory_allocated() / 2**20,
+        "end_to_end": e2e,
+        "model_only": model,
+    }
     out["e2e_over_model"] = out["e2e_ips"] / out["model_ips"]
     return out
 
@@ -77,25 +82,37 @@ def faiss_training(n: int) -> dict:
 
 
 def section(res: dict, quick: bool) -> str:
-    rows = [[k, r["images"], fmt(r["e2e_ips"], 1), fmt(r["model_ips"], 1), f"**{fmt(r['e2e_over_model'])}**",
-             fmt(r["serial_ips_first64"], 1), fmt(r["peak_gpu_mem_mib"], 0)] for k, r in res["sets"].items()]
+    rows = [
+        [
+            k,
+            r["images"],
+            fmt(r["e2e_ips"], 1),
+            fmt(r["model_ips"], 1),
+            f"**{fmt(r['e2e_over_model'])}**",
+            fmt(r["serial_ips_first64"], 1),
+            fmt(r["peak_gpu_mem_mib"], 0),
+        ]
+        for k, r in res["sets"].items()
+    ]
     f = res["faiss"]
     if "skipped" in f:
         faiss_text = f"FAISS GPU: not measured ({f['skipped']})."
     else:
-        faiss_text = (f"FAISS, {f['n']:,} synthetic vectors, coarse k-means with the policy's nlist {f['nlist']} on its "
-                      f"{f['sample']:,}-vector sample: GPU {fmt(f['kmeans_gpu_s'])} s, CPU ({res['machine']['cores']} cores) "
-                      f"{fmt(f['kmeans_cpu_s'])} s; `IVF{f['nlist']},PQ64` (8-bit) trained on the GPU in "
-                      f"{fmt(f['ivfpq64_8bit_train_gpu_s'])} s, all vectors added in {fmt(f['ivfpq64_8bit_add_gpu_s'])} s.")
+        faiss_text = (
+            f"FAISS, {f['n']:,} synthetic vectors, coarse k-means with the policy's nlist {f['nlist']} on its "
+            f"{f['sample']:,}-vector sample: GPU {fmt(f['kmeans_gpu_s'])} s, CPU ({res['machine']['cores']} cores) "
+            f"{fmt(f['kmeans_cpu_s'])} s; `IVF{f['nlist']},PQ64` (8-bit) trained on the GPU in "
+            f"{fmt(f['ivfpq64_8bit_train_gpu_s'])} s, all vectors added in {fmt(f['ivfpq64_8bit_add_gpu_s'])} s."
+        )
     return f"""## 5. GPU
 
-Command: `{command_line('gpu', quick)}`
+Command: `{command_line("gpu", quick)}`
 
-Machine: {machine_line(res['machine'])}; GPU: {res['gpu']}
+Machine: {machine_line(res["machine"])}; GPU: {res["gpu"]}
 
-`{MODEL}`, batch {BATCH}, mixed precision ({res['amp']}), pinned memory and non-blocking copies as the indexer does.
+`{MODEL}`, batch {BATCH}, mixed precision ({res["amp"]}), pinned memory and non-blocking copies as the indexer does.
 
-{table(['set', 'images', 'end-to-end img/s', 'model-only img/s', 'end-to-end / model-only', 'serial img/s (64 images)', 'peak GPU memory (MiB)'], rows)}
+{table(["set", "images", "end-to-end img/s", "model-only img/s", "end-to-end / model-only", "serial img/s (64 images)", "peak GPU memory (MiB)"], rows)}
 
 Target end-to-end / model-only >= 0.9 on a GPU machine.
 
@@ -113,8 +130,13 @@ def main() -> None:
 
     encoder = load_encoder(MODEL, device="cuda")
     n12, n1, rounds, nvec = (128, 256, 2, 200_000) if args.quick else (512, 1024, 3, 1_000_000)
-    res = {"machine": machine(), "quick": args.quick, "gpu": torch.cuda.get_device_name(0),
-           "amp": str(autocast_dtype(encoder.device)), "sets": {}}
+    res = {
+        "machine": machine(),
+        "quick": args.quick,
+        "gpu": torch.cuda.get_device_name(0),
+        "amp": str(autocast_dtype(encoder.device)),
+        "sets": {},
+    }
     import indexing_parts as P
 
     P.model_only([np.zeros((224, 224, 3), np.uint8)] * 8, encoder, 8)  # warm-up (CUDA context, kernels)

@@ -11,20 +11,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import faiss
+import numpy as np
+import torch
+from common import arguments, chosen_sizes, command_line, fmt, machine, machine_line, publish, table, verdict
+from synth import DIM, MODEL_ID, catalog_matrix, make_world, query_vectors, synthetic_store
 
-from common import arguments, chosen_sizes, command_line, fmt, machine, machine_line, publish, table, verdict  # noqa: E402
-from synth import DIM, MODEL_ID, catalog_matrix, make_world, query_vectors, synthetic_store  # noqa: E402
-
-from clipsearch.imaging import PreprocessConfig  # noqa: E402
-from clipsearch.models.base import Encoder  # noqa: E402
-from clipsearch.search import RERANK_FACTOR, RERANK_MIN, SearchRequest, SearchService  # noqa: E402
-from clipsearch.settings import Settings  # noqa: E402
-from clipsearch.store import Store  # noqa: E402
-from clipsearch.vectors import VectorIndex  # noqa: E402
-from clipsearch.vectors.policy import choose_layout, training_size  # noqa: E402
+from clipsearch.imaging import PreprocessConfig
+from clipsearch.models.base import Encoder
+from clipsearch.search import RERANK_FACTOR, RERANK_MIN, SearchRequest, SearchService
+from clipsearch.settings import Settings
+from clipsearch.store import Store
+from clipsearch.vectors import VectorIndex
+from clipsearch.vectors.policy import choose_layout, training_size
 
 K = 10
 UNBOUNDED = 10**12
@@ -61,8 +60,13 @@ def timed_build(store: Store, flat_max: int) -> tuple[VectorIndex, dict]:
     n, dim, seq = cat.stats().images, cat.dim(), cat.current_seq()
     layout = choose_layout(n, dim, flat_max)
     index = VectorIndex.empty(layout, dim, MODEL_ID, watermark=seq)
-    info = {"kind": layout.kind, "factory": layout.factory if layout.kind != "flat" else "IDMap2,Flat", "train_s": 0.0,
-            "sample_s": 0.0, "trained_on": 0}
+    info = {
+        "kind": layout.kind,
+        "factory": layout.factory if layout.kind != "flat" else "IDMap2,Flat",
+        "train_s": 0.0,
+        "sample_s": 0.0,
+        "trained_on": 0,
+    }
     if layout.kind == "ivfpq":
         t = time.perf_counter()
         sample = cat.sample_vectors(training_size(layout, n))
@@ -75,8 +79,12 @@ def timed_build(store: Store, flat_max: int) -> tuple[VectorIndex, dict]:
     for ids, vectors in cat.iter_vectors(after_seq=0, up_to_seq=seq):
         index.index.add_with_ids(vectors, ids)
     info["add_s"] = time.perf_counter() - t
-    info.update(nlist=index.header.nlist, nprobe=index.header.nprobe, ntotal=index.ntotal,
-                serialized_bytes=int(faiss.serialize_index(index.index).size))
+    info.update(
+        nlist=index.header.nlist,
+        nprobe=index.header.nprobe,
+        ntotal=index.ntotal,
+        serialized_bytes=int(faiss.serialize_index(index.index).size),
+    )
     info["bytes_per_vector"] = info["serialized_bytes"] / n
     return index, info
 
@@ -91,7 +99,7 @@ def exact_topk(ids: np.ndarray, mat: np.ndarray, queries: np.ndarray) -> list[se
 
 
 def recall(found: list, truth: list[set]) -> float:
-    return float(np.mean([len(set(f) & t) / K for f, t in zip(found, truth)]))
+    return float(np.mean([len(set(f) & t) / K for f, t in zip(found, truth, strict=False)]))
 
 
 def evaluate(store: Store, index: VectorIndex, queries: np.ndarray, truth: list[set]) -> dict:
@@ -103,8 +111,11 @@ def evaluate(store: Store, index: VectorIndex, queries: np.ndarray, truth: list[
         ms.append((time.perf_counter() - t) * 1000)
         served.append([h.id for h in hits])
         raw.append(index.search(queries[i : i + 1], K)[1][0].tolist())
-    return {"recall_served": recall(served, truth), "recall_index_only": recall(raw, truth),
-            "served_ms_p50": float(np.median(ms))}
+    return {
+        "recall_served": recall(served, truth),
+        "recall_index_only": recall(raw, truth),
+        "served_ms_p50": float(np.median(ms)),
+    }
 
 
 def sweep(store: Store, index: VectorIndex, queries: np.ndarray, truth: list[set]) -> list[dict]:
@@ -124,8 +135,15 @@ def sweep(store: Store, index: VectorIndex, queries: np.ndarray, truth: list[set
                 res = svc.search(SearchRequest(text=f"q{i}", k=K))
                 found.append([h.id for h in res.hits])
                 ms.append(sum(res.timings.get(k, 0.0) for k in ("ann_ms", "rerank_ms", "metadata_ms")))
-            rows.append({"nprobe": nprobe, "pool": max(pool, RERANK_FACTOR * K), "recall_served": recall(found, truth),
-                         "beyond_encode_ms_p50": float(np.median(ms)), "default": nprobe == default_nprobe and pool == default_pool})
+            rows.append(
+                {
+                    "nprobe": nprobe,
+                    "pool": max(pool, RERANK_FACTOR * K),
+                    "recall_served": recall(found, truth),
+                    "beyond_encode_ms_p50": float(np.median(ms)),
+                    "default": nprobe == default_nprobe and pool == default_pool,
+                }
+            )
     search.RERANK_MIN, index.header.nprobe = default_pool, default_nprobe
     return rows
 
@@ -144,7 +162,12 @@ def measure_n(n: int, n_queries: int, layouts: list[tuple[str, int]]) -> list[di
         if index.kind == "ivfpq":
             info["sweep"] = sweep(store, index, queries[:100], truth[:100])
         rows.append(info)
-        print(n, label, {k: info[k] for k in ("kind", "recall_served", "recall_index_only", "bytes_per_vector", "train_s")}, flush=True)
+        print(
+            n,
+            label,
+            {k: info[k] for k in ("kind", "recall_served", "recall_index_only", "bytes_per_vector", "train_s")},
+            flush=True,
+        )
         del index
     store.close()
     return rows
@@ -154,34 +177,60 @@ def _sweep_table(res: dict) -> str:
     rows = []
     for r in res["rows"]:
         for w in r.get("sweep", []):
-            rows.append([f"{r['n']:,}", w["nprobe"], w["pool"], f"{w['recall_served']:.3f}", fmt(w["beyond_encode_ms_p50"]),
-                         "policy default" if w["default"] else ""])
+            rows.append(
+                [
+                    f"{r['n']:,}",
+                    w["nprobe"],
+                    w["pool"],
+                    f"{w['recall_served']:.3f}",
+                    fmt(w["beyond_encode_ms_p50"]),
+                    "policy default" if w["default"] else "",
+                ]
+            )
     if not rows:
         return ""
-    return ("Trade-off on the same IVF-PQ index (first 100 queries; pool = candidates re-ranked exactly; search time = "
-            "ANN + re-rank + metadata p50 from `SearchResult.timings`):\n\n"
-            + table(["N", "nprobe", "re-rank pool", "recall@10 served", "search p50 (ms)", ""], rows) + "\n")
+    return (
+        "Trade-off on the same IVF-PQ index (first 100 queries; pool = candidates re-ranked exactly; search time = "
+        "ANN + re-rank + metadata p50 from `SearchResult.timings`):\n\n"
+        + table(["N", "nprobe", "re-rank pool", "recall@10 served", "search p50 (ms)", ""], rows)
+        + "\n"
+    )
 
 
 def section(res: dict, quick: bool) -> str:
     rows = []
     for r in res["rows"]:
         rerank = "exact (flat)" if r["kind"] == "flat" else f"top {max(RERANK_MIN, RERANK_FACTOR * K)} from the catalog"
-        rows.append([f"{r['n']:,}", r["choice"], f"`{r['factory']}`" + (f" nprobe {r['nprobe']}" if r["nprobe"] else ""),
-                     f"**{r['recall_served']:.3f}**", f"{r['recall_index_only']:.3f}", rerank,
-                     f"**{fmt(r['bytes_per_vector'], 1)}**", fmt(r["train_s"], 2) if r["kind"] != "flat" else "-",
-                     f"{r['trained_on']:,}" if r["trained_on"] else "-", fmt(r["add_s"], 2), fmt(r["served_ms_p50"], 2)])
+        rows.append(
+            [
+                f"{r['n']:,}",
+                r["choice"],
+                f"`{r['factory']}`" + (f" nprobe {r['nprobe']}" if r["nprobe"] else ""),
+                f"**{r['recall_served']:.3f}**",
+                f"{r['recall_index_only']:.3f}",
+                rerank,
+                f"**{fmt(r['bytes_per_vector'], 1)}**",
+                fmt(r["train_s"], 2) if r["kind"] != "flat" else "-",
+                f"{r['trained_on']:,}" if r["trained_on"] else "-",
+                fmt(r["add_s"], 2),
+                fmt(r["served_ms_p50"], 2),
+            ]
+        )
     policy = [r for r in res["rows"] if r["choice"] == "policy" and r["kind"] == "ivfpq"]
     ok = all(r["recall_served"] >= 0.97 and r["bytes_per_vector"] <= 100 for r in policy) if policy else None
     sizes = ", ".join(f"{n:,}" for n in res["sizes"])
-    missing = "" if 1_000_000 in res["sizes"] else " 1M vectors were not measured in this run (quick mode); the 1M row is unverified here."
+    missing = (
+        ""
+        if 1_000_000 in res["sizes"]
+        else " 1M vectors were not measured in this run (quick mode); the 1M row is unverified here."
+    )
     return f"""## 3. Index quality and memory
 
-Command: `{command_line('index_quality', quick)}`
+Command: `{command_line("index_quality", quick)}`
 
-Machine: {machine_line(res['machine'])}
+Machine: {machine_line(res["machine"])}
 
-Same synthetic clustered CLIP-like vectors as the query-latency stores (`bench/synth.py`), N = {sizes}; {res['queries']}
+Same synthetic clustered CLIP-like vectors as the query-latency stores (`bench/synth.py`), N = {sizes}; {res["queries"]}
 queries from the text-side distribution. Exact top-{K} = brute force over the catalog's stored (float16) vectors.
 "Served" = the real `SearchService` ranking path (ANN candidates, exact re-rank of the candidates with vectors read
 from the catalog, metadata), driven with the query vectors by a stub encoder; "index only" = the FAISS index's own
@@ -190,7 +239,7 @@ centroids, PQ tables); re-rank vectors stay in the catalog, not in RAM. "policy"
 (`CLIPSEARCH_FLAT_MAX` = 50,000); "flat forced" = the exact index the policy would use below the threshold.
 Training = `VectorIndex.train` on the policy's sample (`training_size`), as `build_index` does.
 
-{table(['N', 'choice', 'index', 'recall@10 served (with re-rank)', 'recall@10 index only', 're-rank', 'bytes/vector', 'train (s)', 'trained on', 'add (s)', 'served query p50 (ms)'], rows)}
+{table(["N", "choice", "index", "recall@10 served (with re-rank)", "recall@10 index only", "re-rank", "bytes/vector", "train (s)", "trained on", "add (s)", "served query p50 (ms)"], rows)}
 
 Target: recall@10 >= 0.97 at <= 100 bytes/vector for the policy's IVF-PQ choice: {verdict(ok)}.{missing}
 

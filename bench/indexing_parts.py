@@ -12,17 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
 from common import CACHE, ROOT, median, process_seconds
+from PIL import Image
 
 from clipsearch.catalog import ImageRecord
 from clipsearch.imaging import load_for_model, load_rgb, resize_for_model
+from clipsearch.indexer import IndexOptions, run_index
+from clipsearch.indexer.scan import resolve_roots, scan
 from clipsearch.settings import Settings
 from clipsearch.store import Store
 from clipsearch.thumbnails import Thumbnails, encode_thumbnail
-from indexer import IndexOptions, run_index
-from indexer.scan import resolve_roots, scan
 
 MAX_MP = 100.0
 
@@ -49,8 +48,18 @@ def end_to_end(folder: Path, encoder, batch_size: int) -> tuple[dict, Store, Set
     store.vector_index()
     t2 = time.perf_counter()
     n = summary.embedded
-    return {"images": n, "seconds": t2 - t0, "run_index_s": t1 - t0, "vector_index_s": t2 - t1,
-            "images_per_s": n / (t2 - t0), "failed": summary.failed}, store, settings
+    return (
+        {
+            "images": n,
+            "seconds": t2 - t0,
+            "run_index_s": t1 - t0,
+            "vector_index_s": t2 - t1,
+            "images_per_s": n / (t2 - t0),
+            "failed": summary.failed,
+        },
+        store,
+        settings,
+    )
 
 
 def predecode(files: list[Path], cfg) -> list[np.ndarray]:
@@ -71,8 +80,14 @@ def openclip_transform(encoder):
     import open_clip
 
     cfg = encoder.preprocess_cfg
-    return open_clip.image_transform(cfg.size, is_train=False, mean=cfg.mean, std=cfg.std,
-                                     resize_mode=cfg.resize_mode, interpolation=cfg.interpolation)
+    return open_clip.image_transform(
+        cfg.size,
+        is_train=False,
+        mean=cfg.mean,
+        std=cfg.std,
+        resize_mode=cfg.resize_mode,
+        interpolation=cfg.interpolation,
+    )
 
 
 @torch.inference_mode()
@@ -105,8 +120,17 @@ def _ms(t0: float) -> float:
 def stage_times(files: list[Path], encoder, thumb_side: int = 320) -> tuple[dict, np.ndarray]:
     """Per-image single-thread cost of each stage; also returns the exact (no draft) pixels."""
     cfg = encoder.preprocess_cfg
-    rows: dict[str, list[float]] = {k: [] for k in (
-        "read_hash_ms", "decode_draft_ms", "resize_from_draft_ms", "thumbnail_ms", "decode_full_ms", "resize_from_full_ms")}
+    rows: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "read_hash_ms",
+            "decode_draft_ms",
+            "resize_from_draft_ms",
+            "thumbnail_ms",
+            "decode_full_ms",
+            "resize_from_full_ms",
+        )
+    }
     exact = []
     for path in files:
         t = time.perf_counter()
@@ -141,8 +165,19 @@ def db_write_ms(n: int, dim: int, encoder, batch_size: int) -> float:
         recs = []
         for i in range(start, min(n, start + batch_size)):
             v = rng.normal(size=dim).astype(np.float32)
-            recs.append(ImageRecord(f"/bench/db/{i:06d}.jpg", "/bench/db", 1000 + i, i, f"{i:032x}", "ok",
-                                    width=4000, height=3000, vector=v / np.linalg.norm(v)))
+            recs.append(
+                ImageRecord(
+                    f"/bench/db/{i:06d}.jpg",
+                    "/bench/db",
+                    1000 + i,
+                    i,
+                    f"{i:032x}",
+                    "ok",
+                    width=4000,
+                    height=3000,
+                    vector=v / np.linalg.norm(v),
+                )
+            )
         t = time.perf_counter()
         store.catalog.write(recs, {}, model_id=encoder.model_id)
         took += time.perf_counter() - t
@@ -173,8 +208,14 @@ def reindex(folder: Path, store: Store, settings: Settings, encoder, reps: int) 
         runs.append(time.perf_counter() - t0)
         assert summary.embedded == 0, "the folder changed between runs"
     files = walk_stat(folder)[1]
-    return {"files": files, "walk_stat_s": median(walks), "reindex_s": median(runs),
-            "ratio": median(runs) / median(walks), "reps": reps, "parts_s": reindex_parts(folder, store, settings)}
+    return {
+        "files": files,
+        "walk_stat_s": median(walks),
+        "reindex_s": median(runs),
+        "ratio": median(runs) / median(walks),
+        "reps": reps,
+        "parts_s": reindex_parts(folder, store, settings),
+    }
 
 
 def reindex_parts(folder: Path, store: Store, settings: Settings) -> dict:

@@ -10,9 +10,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
-
 from common import CACHE
+from PIL import Image, ImageDraw, ImageFilter
 
 QUALITY = 90
 SIZES = {"12mp": (4000, 3000), "1mp": (1152, 864), "2mp": (1600, 1200)}

@@ -11,17 +11,29 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
+import faiss
+import numpy as np
+import synth
+from common import (
+    arguments,
+    chosen_sizes,
+    command_line,
+    fmt,
+    machine,
+    machine_line,
+    median,
+    percentile,
+    process_seconds,
+    publish,
+    table,
+    verdict,
+)
+from synth import MODEL_ID, catalog_matrix, synthetic_store
 
-from common import arguments, chosen_sizes, command_line, fmt, machine, machine_line, median, percentile, process_seconds, publish, table, verdict  # noqa: E402
-from synth import MODEL_ID, catalog_matrix, synthetic_store  # noqa: E402
-
-from clipsearch.models import load_encoder  # noqa: E402
-from clipsearch.search import SearchRequest, SearchService  # noqa: E402
-from clipsearch.settings import Settings  # noqa: E402
-from clipsearch.store import Store  # noqa: E402
-import synth  # noqa: E402
+from clipsearch.models import load_encoder
+from clipsearch.search import SearchRequest, SearchService
+from clipsearch.settings import Settings
+from clipsearch.store import Store
 
 K = 10
 SUBJECTS = ["a dog", "two cats", "a red car", "an old man", "a child", "a bicycle", "a sailing boat", "a bowl of fruit"]
@@ -43,7 +55,9 @@ def warm_queries(store: Store, encoder, texts: list[str], warmup: int = 3) -> di
     svc = SearchService(store, encoder, index)
     for text in texts[:warmup]:
         svc.search(SearchRequest(text=text, k=K))
-    parts: dict[str, list[float]] = {k: [] for k in ("encode_ms", "ann_ms", "rerank_ms", "metadata_ms", "total_ms", "beyond_encode_ms")}
+    parts: dict[str, list[float]] = {
+        k: [] for k in ("encode_ms", "ann_ms", "rerank_ms", "metadata_ms", "total_ms", "beyond_encode_ms")
+    }
     for text in texts[warmup:]:
         t = svc.search(SearchRequest(text=text, k=K)).timings
         for key in ("encode_ms", "ann_ms", "rerank_ms", "metadata_ms", "total_ms"):
@@ -56,7 +70,13 @@ def warm_queries(store: Store, encoder, texts: list[str], warmup: int = 3) -> di
         text_only.append((time.perf_counter() - t) * 1000)
     out = {k: _pcts(v) for k, v in parts.items()}
     out["text_encoder_only_ms"] = _pcts(text_only)
-    out.update(kind=index.kind, nlist=index.header.nlist, nprobe=index.header.nprobe, index_open_s=open_s, queries=len(texts) - warmup)
+    out.update(
+        kind=index.kind,
+        nlist=index.header.nlist,
+        nprobe=index.header.nprobe,
+        index_open_s=open_s,
+        queries=len(texts) - warmup,
+    )
     return out
 
 
@@ -74,8 +94,11 @@ def brute_force(mat: np.ndarray, queries: np.ndarray) -> dict:
         t = time.perf_counter()
         flat.search(q[None, :], K)
         fx_ms.append((time.perf_counter() - t) * 1000)
-    return {"numpy_ms": _pcts(np_ms), "faiss_flat_ms": _pcts(fx_ms),
-            "blas_threshold": int(faiss.cvar.distance_compute_blas_threshold)}
+    return {
+        "numpy_ms": _pcts(np_ms),
+        "faiss_flat_ms": _pcts(fx_ms),
+        "blas_threshold": int(faiss.cvar.distance_compute_blas_threshold),
+    }
 
 
 def cold_query(home, reps: int) -> dict:
@@ -83,8 +106,14 @@ def cold_query(home, reps: int) -> dict:
     exe = os.path.join(os.path.dirname(sys.executable), "clipsearch")
     cli = process_seconds([exe, "query", "a dog on a beach", "-k", str(K)], env, reps)
     imp = process_seconds([sys.executable, "-c", "import torch"], env, reps)
-    return {"cli_s": median(cli), "import_torch_s": median(imp), "ratio": median(cli) / median(imp), "reps": reps,
-            "cli_all_s": cli, "import_torch_all_s": imp}
+    return {
+        "cli_s": median(cli),
+        "import_torch_s": median(imp),
+        "ratio": median(cli) / median(imp),
+        "reps": reps,
+        "cli_all_s": cli,
+        "import_torch_all_s": imp,
+    }
 
 
 def measure_n(n: int, encoder, n_queries: int, cold_reps: int) -> dict:
@@ -107,8 +136,14 @@ def measure_n(n: int, encoder, n_queries: int, cold_reps: int) -> dict:
     reopen.close()
     cold = cold_query(home, cold_reps)
     best_brute = min(brute["numpy_ms"]["p50"], brute["faiss_flat_ms"]["p50"])
-    return {"n": n, "store": info, "warm": warm, "brute": brute, "cold": cold,
-            "speedup_vs_brute": best_brute / warm["beyond_encode_ms"]["p50"]}
+    return {
+        "n": n,
+        "store": info,
+        "warm": warm,
+        "brute": brute,
+        "cold": cold,
+        "speedup_vs_brute": best_brute / warm["beyond_encode_ms"]["p50"],
+    }
 
 
 def _pp(d: dict) -> str:
@@ -119,15 +154,46 @@ def section(res: dict, quick: bool) -> str:
     rows, cold_rows = [], []
     for r in res["sizes"]:
         w, b = r["warm"], r["brute"]
-        rows.append([f"{r['n']:,}", f"{w['kind']}" + (f" (nlist {w['nlist']}, nprobe {w['nprobe']})" if w["kind"] != "flat" else ""),
-                     _pp(w["encode_ms"]), _pp(w["ann_ms"]), _pp(w["rerank_ms"]), _pp(w["metadata_ms"]),
-                     f"**{_pp(w['beyond_encode_ms'])}**", fmt(b["numpy_ms"]["p50"]), fmt(b["faiss_flat_ms"]["p50"]),
-                     f"**{fmt(r['speedup_vs_brute'], 1)}x**"])
+        rows.append(
+            [
+                f"{r['n']:,}",
+                f"{w['kind']}" + (f" (nlist {w['nlist']}, nprobe {w['nprobe']})" if w["kind"] != "flat" else ""),
+                _pp(w["encode_ms"]),
+                _pp(w["ann_ms"]),
+                _pp(w["rerank_ms"]),
+                _pp(w["metadata_ms"]),
+                f"**{_pp(w['beyond_encode_ms'])}**",
+                fmt(b["numpy_ms"]["p50"]),
+                fmt(b["faiss_flat_ms"]["p50"]),
+                f"**{fmt(r['speedup_vs_brute'], 1)}x**",
+            ]
+        )
         c = r["cold"]
-        cold_rows.append([f"{r['n']:,}", fmt(c["cli_s"]), fmt(c["import_torch_s"]), f"**{fmt(c['ratio'])}**",
-                          fmt(w["index_open_s"]), fmt(w.get("reopen_s"))])
-    warm_table = table(["N", "index", "encode p50/p95 (ms)", "ANN", "re-rank", "metadata", "beyond encode (ANN+re-rank+meta)",
-                        "brute numpy p50", "brute FAISS flat p50", "brute / beyond-encode p50"], rows)
+        cold_rows.append(
+            [
+                f"{r['n']:,}",
+                fmt(c["cli_s"]),
+                fmt(c["import_torch_s"]),
+                f"**{fmt(c['ratio'])}**",
+                fmt(w["index_open_s"]),
+                fmt(w.get("reopen_s")),
+            ]
+        )
+    warm_table = table(
+        [
+            "N",
+            "index",
+            "encode p50/p95 (ms)",
+            "ANN",
+            "re-rank",
+            "metadata",
+            "beyond encode (ANN+re-rank+meta)",
+            "brute numpy p50",
+            "brute FAISS flat p50",
+            "brute / beyond-encode p50",
+        ],
+        rows,
+    )
     text_rows = [[f"{r['n']:,}", _pp(r["warm"]["text_encoder_only_ms"])] for r in res["sizes"]]
     largest = res["sizes"][-1]
     at_1m = next((r for r in res["sizes"] if r["n"] >= 1_000_000), None)
@@ -135,38 +201,38 @@ def section(res: dict, quick: bool) -> str:
         f"At 1M: beyond-encode p50 {fmt(at_1m['warm']['beyond_encode_ms']['p50'])} ms (target <= 5: "
         f"{verdict(at_1m['warm']['beyond_encode_ms']['p50'] <= 5)}), {fmt(at_1m['speedup_vs_brute'], 1)}x brute force "
         f"(target >= 10: {verdict(at_1m['speedup_vs_brute'] >= 10)})."
-        if at_1m else
-        f"1M vectors were not measured in this run (quick mode stops at {largest['n']:,}); the 1M targets are unverified here. "
+        if at_1m
+        else f"1M vectors were not measured in this run (quick mode stops at {largest['n']:,}); the 1M targets are unverified here. "
         f"At {largest['n']:,}: beyond-encode p50 {fmt(largest['warm']['beyond_encode_ms']['p50'])} ms, "
         f"{fmt(largest['speedup_vs_brute'], 1)}x brute force."
     )
     return f"""## 2. Query latency
 
-Command: `{command_line('query_latency', quick)}`
+Command: `{command_line("query_latency", quick)}`
 
-Machine: {machine_line(res['machine'])}
+Machine: {machine_line(res["machine"])}
 
 Stores: synthetic clustered CLIP-like unit vectors (dim 512; a shared cone direction, 50 topics, N/100 clusters
 with log-normal sizes, per-image noise; text queries near a cluster but offset by a separate cone; see
 `bench/synth.py`), written through the real `Catalog.write` into SQLite, indexed by the store's own policy
-(`CLIPSEARCH_FLAT_MAX` = {res['flat_max']:,}: flat up to it, IVF-PQ 4-bit fast-scan + exact re-rank above).
+(`CLIPSEARCH_FLAT_MAX` = {res["flat_max"]:,}: flat up to it, IVF-PQ 4-bit fast-scan + exact re-rank above).
 Warm: the catalog file in the OS page cache (every vector is read once first, for the brute-force reference), one
-`SearchService` in process, {res['queries']} text queries (k={K}) with the `{MODEL_ID}` text tower after 3
+`SearchService` in process, {res["queries"]} text queries (k={K}) with the `{MODEL_ID}` text tower after 3
 warm-up queries; p50 / p95 from `SearchResult.timings` (encode includes the cheap catalog catch-up check).
 Brute force: exact top-{K} over all N vectors for the same query vectors, one query at a time (numpy matmul +
-argpartition; FAISS `IndexFlatIP` with `distance_compute_blas_threshold` = {largest['brute']['blas_threshold']}).
+argpartition; FAISS `IndexFlatIP` with `distance_compute_blas_threshold` = {largest["brute"]["blas_threshold"]}).
 
 {warm_table}
 
 {target_line}
 
-Text tower alone (`encoder.encode_text`, p50 / p95 ms): {'; '.join(f'N={a}: {b}' for a, b in text_rows)}.
+Text tower alone (`encoder.encode_text`, p50 / p95 ms): {"; ".join(f"N={a}: {b}" for a, b in text_rows)}.
 It is most of every warm query; see the text encoder section for what int8 quantisation does to it.
 
 Cold: `clipsearch query "a dog on a beach" -k {K}` as a new process (imports, store open, random ViT-B-32 built, index
-loaded from disk, one search), median of {largest['cold']['reps']}, against `python -c "import torch"`:
+loaded from disk, one search), median of {largest["cold"]["reps"]}, against `python -c "import torch"`:
 
-{table(['N', 'clipsearch query (s)', 'python -c "import torch" (s)', 'ratio', 'first store.vector_index() (s)', 'reopen: store.vector_index() again (s)'], cold_rows)}
+{table(["N", "clipsearch query (s)", 'python -c "import torch" (s)', "ratio", "first store.vector_index() (s)", "reopen: store.vector_index() again (s)"], cold_rows)}
 
 The last two columns are in-process: the benchmark's first `store.vector_index()` on the store (load the saved index
 file, or build it), and the same call on a freshly opened store afterwards, which is what every new `clipsearch`
@@ -175,16 +241,32 @@ process pays on top of its imports: a load when the saved index is current, a fu
 
 
 def main() -> None:
-    args = arguments(__doc__, "10k and 100k vectors (under 2 minutes once the stores are cached)", sizes=True).parse_args()
+    args = arguments(
+        __doc__, "10k and 100k vectors (under 2 minutes once the stores are cached)", sizes=True
+    ).parse_args()
     sizes = chosen_sizes(args, [10_000, 100_000], [10_000, 100_000, 1_000_000])
     n_queries, cold_reps = (40, 2) if args.quick else (100, 3)
-    res = {"machine": machine(), "quick": args.quick, "queries": n_queries, "sizes": [],
-           "flat_max": Settings.from_env(home="/tmp").flat_max, "vectors": synth.__doc__}
+    res = {
+        "machine": machine(),
+        "quick": args.quick,
+        "queries": n_queries,
+        "sizes": [],
+        "flat_max": Settings.from_env(home="/tmp").flat_max,
+        "vectors": synth.__doc__,
+    }
     encoder = load_encoder(MODEL_ID, device="cpu")
     for n in sizes:
         res["sizes"].append(measure_n(n, encoder, n_queries, cold_reps))
         r = res["sizes"][-1]
-        print(n, r["warm"]["kind"], "beyond", r["warm"]["beyond_encode_ms"], "speedup", round(r["speedup_vs_brute"], 1), flush=True)
+        print(
+            n,
+            r["warm"]["kind"],
+            "beyond",
+            r["warm"]["beyond_encode_ms"],
+            "speedup",
+            round(r["speedup_vs_brute"], 1),
+            flush=True,
+        )
     publish("query_latency", res, section(res, args.quick))
 
 

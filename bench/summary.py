@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import DOCS_PAGE, RESULTS, fmt, table, verdict  # noqa: E402
+from common import DOCS_PAGE, RESULTS, fmt, table, verdict
 
 
 def load(name: str, quick: bool | None = None) -> dict | None:
@@ -34,16 +34,37 @@ def _run(r: dict) -> str:
 def indexing_rows(r: dict) -> list[list]:
     rows, sets = [], r["sets"]
     for kind, s in sets.items():
-        rows.append([f"indexing {kind}: end-to-end / serial", f"**{fmt(s['e2e_over_serial'])}**",
-                     ">= 2 (12 MP)" if kind == "12mp" else "-", verdict(s["e2e_over_serial"] >= 2) if kind == "12mp" else "-", _run(r)])
-        rows.append([f"indexing {kind}: end-to-end / model-only", f"**{fmt(s['e2e_over_model'])}**",
-                     ">= 0.9 on GPU; CPU: as high as 2 cores allow", "GPU not lent", _run(r)])
+        rows.append(
+            [
+                f"indexing {kind}: end-to-end / serial",
+                f"**{fmt(s['e2e_over_serial'])}**",
+                ">= 2 (12 MP)" if kind == "12mp" else "-",
+                verdict(s["e2e_over_serial"] >= 2) if kind == "12mp" else "-",
+                _run(r),
+            ]
+        )
+        rows.append(
+            [
+                f"indexing {kind}: end-to-end / model-only",
+                f"**{fmt(s['e2e_over_model'])}**",
+                ">= 0.9 on GPU; CPU: as high as 2 cores allow",
+                "GPU not lent",
+                _run(r),
+            ]
+        )
     worst = min(min(s["cos_draft_vs_openclip_min"], s["cos_draft_vs_exact_min"]) for s in sets.values())
     rows.append(["fast decode fidelity: min cosine", f"**{worst:.5f}**", ">= 0.999", verdict(worst >= 0.999), _run(r)])
     tiny = r["tiny"]
     small = ", ".join(f"{k} {s['reindex']['files']} files: {fmt(s['reindex']['ratio'], 1)}" for k, s in sets.items())
-    rows.append(["re-index unchanged / walk+stat", f"**{fmt(tiny['ratio'])}** ({tiny['files']:,} files; small folders,"
-                 f" fixed costs dominate: {small})", "<= 2", verdict(tiny["ratio"] <= 2), _run(r)])
+    rows.append(
+        [
+            "re-index unchanged / walk+stat",
+            f"**{fmt(tiny['ratio'])}** ({tiny['files']:,} files; small folders, fixed costs dominate: {small})",
+            "<= 2",
+            verdict(tiny["ratio"] <= 2),
+            _run(r),
+        ]
+    )
     return rows
 
 
@@ -52,12 +73,34 @@ def query_rows(r: dict) -> list[list]:
     for s in r["sizes"]:
         n, beyond = s["n"], s["warm"]["beyond_encode_ms"]["p50"]
         target = n >= 1_000_000
-        rows.append([f"query {n:,}: ANN + re-rank + metadata p50 (ms)", f"**{fmt(beyond)}**", "<= 5 at 1M",
-                     verdict(beyond <= 5) if target else "(target is at 1M)", _run(r)])
-        rows.append([f"query {n:,}: brute force / served search", f"**{fmt(s['speedup_vs_brute'], 1)}x**", ">= 10x at 1M",
-                     verdict(s["speedup_vs_brute"] >= 10) if target else "(target is at 1M)", _run(r)])
+        rows.append(
+            [
+                f"query {n:,}: ANN + re-rank + metadata p50 (ms)",
+                f"**{fmt(beyond)}**",
+                "<= 5 at 1M",
+                verdict(beyond <= 5) if target else "(target is at 1M)",
+                _run(r),
+            ]
+        )
+        rows.append(
+            [
+                f"query {n:,}: brute force / served search",
+                f"**{fmt(s['speedup_vs_brute'], 1)}x**",
+                ">= 10x at 1M",
+                verdict(s["speedup_vs_brute"] >= 10) if target else "(target is at 1M)",
+                _run(r),
+            ]
+        )
     for s in r["sizes"]:
-        rows.append([f"query {s['n']:,}: cold `clipsearch query` / `import torch`", f"**{fmt(s['cold']['ratio'])}**", "report", "-", _run(r)])
+        rows.append(
+            [
+                f"query {s['n']:,}: cold `clipsearch query` / `import torch`",
+                f"**{fmt(s['cold']['ratio'])}**",
+                "report",
+                "-",
+                _run(r),
+            ]
+        )
     if not any(s["n"] >= 1_000_000 for s in r["sizes"]):
         rows.append(["query at 1M vectors", "not measured", "<= 5 ms, >= 10x", "unverified", _run(r)])
     return rows
@@ -69,32 +112,61 @@ def quality_rows(r: dict) -> list[list]:
         if q["kind"] != "ivfpq":
             continue
         ok = q["recall_served"] >= 0.97 and q["bytes_per_vector"] <= 100
-        rows.append([f"IVF-PQ {q['n']:,}: recall@10 served / bytes per vector",
-                     f"**{q['recall_served']:.3f}** / **{fmt(q['bytes_per_vector'], 1)}** (index only {q['recall_index_only']:.3f})",
-                     ">= 0.97 at <= 100 B", verdict(ok), _run(r)])
+        rows.append(
+            [
+                f"IVF-PQ {q['n']:,}: recall@10 served / bytes per vector",
+                f"**{q['recall_served']:.3f}** / **{fmt(q['bytes_per_vector'], 1)}** (index only {q['recall_index_only']:.3f})",
+                ">= 0.97 at <= 100 B",
+                verdict(ok),
+                _run(r),
+            ]
+        )
         rows.append([f"IVF-PQ {q['n']:,}: training time (s)", fmt(q["train_s"]), "report", "-", _run(r)])
     return rows
 
 
 def text_rows(r: dict) -> list[list]:
-    return [[f"int8 text tower ({t['model']}): min cosine / speed-up", f"**{t['cos_min']:.4f}** / **{fmt(t['speedup'])}x**",
-             ">= 0.99 cosine (opt-in: CLIPSEARCH_TEXT_INT8)", verdict(t["cos_min"] >= 0.99), _run(r)] for t in r["rows"]]
+    return [
+        [
+            f"int8 text tower ({t['model']}): min cosine / speed-up",
+            f"**{t['cos_min']:.4f}** / **{fmt(t['speedup'])}x**",
+            ">= 0.99 cosine (opt-in: CLIPSEARCH_TEXT_INT8)",
+            verdict(t["cos_min"] >= 0.99),
+            _run(r),
+        ]
+        for t in r["rows"]
+    ]
 
 
 def write_summary() -> str:
     rows = []
-    for name, fn in (("indexing", indexing_rows), ("query_latency", query_rows), ("index_quality", quality_rows),
-                     ("text_encoder", text_rows)):
+    for name, fn in (
+        ("indexing", indexing_rows),
+        ("query_latency", query_rows),
+        ("index_quality", quality_rows),
+        ("text_encoder", text_rows),
+    ):
         r, q = load(name), load(name, quick=True)
         quick = {_key(row[0]): row[1] for row in fn(q)} if q and r is not q and not r.get("quick") else {}
-        for row in (fn(r) if r else [[name, "not run", "-", "-", "-"]]):
+        for row in fn(r) if r else [[name, "not run", "-", "-", "-"]]:
             rows.append(row[:2] + [quick.get(_key(row[0]), "-")] + row[2:])
     gpu = load("gpu")
-    rows.append(["GPU figures", "measured" if gpu else "**not measured: no GPU was lent to this session**", "-", "-", "-",
-                 _run(gpu) if gpu else "-"])
-    text = ("## Summary\n\n" + table(["figure", "measured (full run)", "same figure, `--quick` rerun", "target", "met?", "run"], rows)
-            + "\n\nThe `--quick` column is a separate, later run of the same script in quick mode (fewer images, queries and"
-            " sizes; results in `bench/results/*.quick.json`): the check that quick mode reproduces the ratios.\n")
+    rows.append(
+        [
+            "GPU figures",
+            "measured" if gpu else "**not measured: no GPU was lent to this session**",
+            "-",
+            "-",
+            "-",
+            _run(gpu) if gpu else "-",
+        ]
+    )
+    text = (
+        "## Summary\n\n"
+        + table(["figure", "measured (full run)", "same figure, `--quick` rerun", "target", "met?", "run"], rows)
+        + "\n\nThe `--quick` column is a separate, later run of the same script in quick mode (fewer images, queries and"
+        " sizes; results in `bench/results/*.quick.json`): the check that quick mode reproduces the ratios.\n"
+    )
     page = DOCS_PAGE.read_text()
     head, rest = page.split("<!-- summary -->", 1)
     _, tail = rest.split("<!-- /summary -->", 1)

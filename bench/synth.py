@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from common import CACHE
 
 from clipsearch.catalog import ImageRecord
@@ -75,9 +74,18 @@ def query_vectors(world: World, n: int, seed: int = 2) -> np.ndarray:
 
 def _records(start: int, vectors: np.ndarray) -> list[ImageRecord]:
     return [
-        ImageRecord(f"/synthetic/{(start + i) // 1000:04d}/img_{start + i:07d}.jpg", "/synthetic", 2_000_000 + start + i,
-                    1_700_000_000_000_000_000 + start + i, f"{start + i:032x}", "ok", width=4000, height=3000,
-                    camera="Bench Cam", vector=v)
+        ImageRecord(
+            f"/synthetic/{(start + i) // 1000:04d}/img_{start + i:07d}.jpg",
+            "/synthetic",
+            2_000_000 + start + i,
+            1_700_000_000_000_000_000 + start + i,
+            f"{start + i:032x}",
+            "ok",
+            width=4000,
+            height=3000,
+            camera="Bench Cam",
+            vector=v,
+        )
         for i, v in enumerate(vectors)
     ]
 
@@ -100,8 +108,13 @@ def synthetic_store(n: int, seed: int = 0) -> tuple[Path, dict]:
             t = time.perf_counter()
             store.catalog.write(recs, {}, model_id=MODEL_ID)
             written += time.perf_counter() - t
-    info = {"n": n, "seed": seed, "catalog_write_s": written, "total_build_s": time.perf_counter() - t0,
-            "built_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    info = {
+        "n": n,
+        "seed": seed,
+        "catalog_write_s": written,
+        "total_build_s": time.perf_counter() - t0,
+        "built_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     store.close()
     info_path.write_text(json.dumps(info, indent=2))
     return home, info

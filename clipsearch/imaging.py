@@ -70,7 +70,7 @@ class PreprocessConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PreprocessConfig":
+    def from_dict(cls, data: dict) -> PreprocessConfig:
         size = data["size"]
         if isinstance(size, (list, tuple)):
             size = int(size[0])

@@ -20,10 +20,7 @@ from sqlalchemy.engine import Engine
 
 from clipsearch.errors import StoreLockedError
 
-_BUSY = (
-    "another `clipsearch index` ({who}) is writing to {what}; "
-    "wait for it to finish, then run this command again"
-)
+_BUSY = "another `clipsearch index` ({who}) is writing to {what}; wait for it to finish, then run this command again"
 
 
 @contextlib.contextmanager
@@ -61,7 +58,9 @@ def folder_locks(engine: Engine, roots: list[str]):
             for root in roots:
                 for parent in _ancestors(root):
                     if not conn.execute(text("SELECT pg_try_advisory_lock_shared(:k)"), {"k": _key(parent)}).scalar():
-                        raise StoreLockedError(_BUSY.format(who="another process", what=f"{parent}, which holds {root}"))
+                        raise StoreLockedError(
+                            _BUSY.format(who="another process", what=f"{parent}, which holds {root}")
+                        )
                 if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _key(root)}).scalar():
                     raise StoreLockedError(_BUSY.format(who="another process", what=f"{root} or a folder inside it"))
             conn.commit()

@@ -65,8 +65,13 @@ class SearchHit(ImageMeta):
 
     def to_dict(self) -> dict:
         return {
-            "rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6),
-            "width": self.width, "height": self.height, "size": self.size,
+            "rank": self.rank,
+            "id": self.id,
+            "path": self.path,
+            "score": round(self.score, 6),
+            "width": self.width,
+            "height": self.height,
+            "size": self.size,
             "taken_at": self.taken_at.isoformat() if self.taken_at else None,
             "camera": self.camera,
         }
@@ -110,7 +115,7 @@ class SearchService:
         self.open_notes = notes or []
 
     @classmethod
-    def open(cls, store: Store, model: str | None = None, device: str = "auto") -> "SearchService":
+    def open(cls, store: Store, model: str | None = None, device: str = "auto") -> SearchService:
         store.require_model()
         if store.catalog.stats().images == 0:
             # Bound to a model but holding nothing (only empty or failed files were indexed).
@@ -133,7 +138,9 @@ class SearchService:
         if req.text is not None and req.text.strip():
             text = " ".join(req.text.split())
             if self.encoder.count_tokens(text) > self.encoder.context_length:
-                notes.append(f"query is longer than the model's {self.encoder.context_length}-token context; its end was ignored")
+                notes.append(
+                    f"query is longer than the model's {self.encoder.context_length}-token context; its end was ignored"
+                )
             parts.append(self.encoder.encode_text(text))
         if req.image is not None:
             parts.append(self.encoder.encode_image(req.image))
@@ -163,7 +170,7 @@ class SearchService:
         meta = self.store.catalog.fetch_meta(ids)
         hits = [
             _hit(req.offset + i + 1, meta[int(i_)], float(s))
-            for i, (i_, s) in enumerate(zip(ids, scores))
+            for i, (i_, s) in enumerate(zip(ids, scores, strict=False))
             if int(i_) in meta
         ]
         timings["metadata_ms"] = (time.perf_counter() - t2) * 1000

@@ -37,7 +37,7 @@ class Settings:
     text_int8: bool = False
 
     @classmethod
-    def from_env(cls, home: str | Path | None = None) -> "Settings":
+    def from_env(cls, home: str | Path | None = None) -> Settings:
         home_value = home or os.environ.get("CLIPSEARCH_HOME") or platformdirs.user_data_dir("clipsearch")
         return cls(
             home=Path(home_value).expanduser().resolve(),
@@ -47,7 +47,7 @@ class Settings:
             text_int8=_env_flag("CLIPSEARCH_TEXT_INT8"),
         )
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **changes)
 
     @property

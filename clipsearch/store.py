@@ -19,7 +19,7 @@ class Store:
     catalog: Catalog
 
     @classmethod
-    def open(cls, settings: Settings) -> "Store":
+    def open(cls, settings: Settings) -> Store:
         if settings.home.exists() and not settings.home.is_dir():
             raise StoreError(f"the store home {settings.home} is a file, not a folder; pass --home with a folder")
         return cls(settings, Catalog.open(settings.catalog_url))

@@ -44,7 +44,7 @@ class Thumbnails:
         self.max_megapixels = max_megapixels
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> "Thumbnails":
+    def for_settings(cls, settings: Settings) -> Thumbnails:
         return cls(settings.home / "thumbs", settings.thumbnail_size, settings.max_megapixels)
 
     def path_for(self, digest: str) -> Path:
@@ -63,7 +63,9 @@ class Thumbnails:
             return found
         for shard in os.scandir(self.root):
             if shard.is_dir(follow_symlinks=False):
-                found.update(name[:-4] for name in os.listdir(shard.path) if name.endswith(".jpg") and not name.startswith("."))
+                found.update(
+                    name[:-4] for name in os.listdir(shard.path) if name.endswith(".jpg") and not name.startswith(".")
+                )
         return found
 
     def covers(self, folders: list[str], seq: int) -> list[bool]:
@@ -101,7 +103,9 @@ class Thumbnails:
         if not self.root.is_dir():
             return ""
         with os.scandir(self.root) as it:
-            shards = sorted(f"{e.name}:{e.stat(follow_symlinks=False).st_mtime_ns}" for e in it if e.is_dir(follow_symlinks=False))
+            shards = sorted(
+                f"{e.name}:{e.stat(follow_symlinks=False).st_mtime_ns}" for e in it if e.is_dir(follow_symlinks=False)
+            )
         return hashlib.blake2b("/".join(shards).encode(), digest_size=16).hexdigest()
 
     def save(self, digest: str, rgb: Image.Image) -> Path:
@@ -157,4 +161,3 @@ def read_original(path: str | Path) -> bytes:
         raise StoreError(f"{path} is now a folder, not an image; re-run `clipsearch index`") from None
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-

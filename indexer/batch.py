@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
+from clipsearch.indexer.decode import Decoded
+from clipsearch.indexer.summary import IndexSummary
 from clipsearch.models import Encoder
-from indexer.decode import Decoded
-from indexer.summary import IndexSummary
 
 # Rows that need no model work (failures, moves) are still committed in bounded batches.
 MAX_PENDING_ROWS = 500
@@ -52,13 +52,22 @@ class BatchWriter:
         if self._pin:
             pixels = pixels.pin_memory()
         vectors = self.encoder.encode_images(pixels)
-        for (item, state), vector in zip(self._decoded, vectors):
+        for (item, state), vector in zip(self._decoded, vectors, strict=False):
             f, info = item.file, item.info
             self._records.append(
                 ImageRecord(
-                    f.path, f.root, f.size, f.mtime_ns, item.content_hash, status="ok",
-                    width=info.width, height=info.height, taken_at=info.taken_at,
-                    camera=info.camera, orientation=info.orientation, vector=vector,
+                    f.path,
+                    f.root,
+                    f.size,
+                    f.mtime_ns,
+                    item.content_hash,
+                    status="ok",
+                    width=info.width,
+                    height=info.height,
+                    taken_at=info.taken_at,
+                    camera=info.camera,
+                    orientation=info.orientation,
+                    vector=vector,
                 )
             )
             if state is None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from clipsearch.errors import ImageDecodeError
 from clipsearch.imaging import ImageInfo, PreprocessConfig, content_hash, load_for_model, load_rgb, resize_for_model
+from clipsearch.indexer.scan import FoundFile
 from clipsearch.thumbnails import Thumbnails
-from indexer.scan import FoundFile
 
 MAX_FILE_BYTES = 1 << 30
 
@@ -99,7 +100,6 @@ def _thumbnail_only(data: bytes, digest: str, max_megapixels: float, thumbs: Thu
 
 
 def _save_thumbnail(thumbs: Thumbnails, digest: str, rgb) -> None:
-    try:
+    # A cache write failing (full or read-only home) must not fail the file; the UI makes it later.
+    with contextlib.suppress(OSError):
         thumbs.save(digest, rgb)
-    except OSError:
-        pass  # a cache write failing (full or read-only home) must not fail the file; the UI makes it later

@@ -5,19 +5,19 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
+from clipsearch.indexer.batch import BatchWriter
+from clipsearch.indexer.decode import DecodeJob, Failed, KnownContent, decode
+from clipsearch.indexer.scan import Root, resolve_roots, scan
+from clipsearch.indexer.summary import IndexSummary
 from clipsearch.models import Encoder
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails
-from indexer.batch import BatchWriter
-from indexer.decode import DecodeJob, Failed, KnownContent, decode
-from indexer.scan import Root, resolve_roots, scan
-from indexer.summary import IndexSummary
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,14 @@ def plan_root(catalog: Catalog, root: Root, summary: IndexSummary, thumbs: Thumb
     for found in scan(root, unreadable):
         state = states.pop(found.path, None)
         if state is not None:
-            if state.size == found.size and state.mtime_ns == found.mtime_ns and found.error is None:
-                # Stores indexed before thumbnails existed gain them on their next run.
-                if not (check_thumbs and state.status == "ok" and state.content_hash and state.content_hash not in have_thumbs):
-                    summary.unchanged += 1
-                    continue
+            unchanged = state.size == found.size and state.mtime_ns == found.mtime_ns and found.error is None
+            # Stores indexed before thumbnails existed gain them on their next run.
+            lacks_thumb = (
+                check_thumbs and state.status == "ok" and state.content_hash and state.content_hash not in have_thumbs
+            )
+            if unchanged and not lacks_thumb:
+                summary.unchanged += 1
+                continue
             existing[found.path] = state
         expected = state.content_hash if state is not None and state.status == "ok" else None
         jobs.append(DecodeJob(found, expected, allow_move=state is None))
@@ -130,7 +133,9 @@ def run_index(
     thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
     seq = catalog.current_seq()
     covered = thumbs.covers([root.path for root in roots], seq) if thumbs is not None else [False] * len(roots)
-    plans = [plan_root(catalog, root, summary, None if done else thumbs) for root, done in zip(roots, covered)]
+    plans = [
+        plan_root(catalog, root, summary, None if done else thumbs) for root, done in zip(roots, covered, strict=False)
+    ]
     total = sum(len(p.jobs) for p in plans)
     if on_total:
         on_total(total)
@@ -148,7 +153,9 @@ def run_index(
     return summary
 
 
-def _read_and_write(catalog, encoder: Encoder, plans: list[Plan], settings, thumbs, options, summary, on_progress) -> None:
+def _read_and_write(
+    catalog, encoder: Encoder, plans: list[Plan], settings, thumbs, options, summary, on_progress
+) -> None:
     batch_size = _resolve_batch_size(options, encoder)
     workers = options.workers or max(2, os.cpu_count() or 2)
     writer = BatchWriter(catalog, encoder, batch_size, summary)
@@ -165,7 +172,9 @@ def _sweep(catalog: Catalog, plan: Plan, summary: IndexSummary) -> None:
         summary.removed += len(plan.missing)
 
 
-def _pump(pool, jobs, run: _Run, encoder: Encoder, settings: Settings, thumbs: Thumbnails | None, window: int, on_progress) -> None:
+def _pump(
+    pool, jobs, run: _Run, encoder: Encoder, settings: Settings, thumbs: Thumbnails | None, window: int, on_progress
+) -> None:
     """Keep up to `window` decodes in flight ahead of the model, consuming them in order."""
     cfg, limit, moves = encoder.preprocess_cfg, settings.max_megapixels, run.move_hashes
     queue: deque[DecodeJob] = deque(jobs)

@@ -58,7 +58,9 @@ def _found(path: str, root: str) -> FoundFile:
         path.encode("utf-8")
     except UnicodeEncodeError:
         # The catalog stores paths as text: keep the row (as failed) under an escaped name.
-        return FoundFile(printable_path(path), root, 0, 0, error="file name is not valid UTF-8; rename the file to index it")
+        return FoundFile(
+            printable_path(path), root, 0, 0, error="file name is not valid UTF-8; rename the file to index it"
+        )
     try:
         st = os.stat(path)  # follows file symlinks: a linked photo is indexed under its link path
     except OSError as exc:

@@ -27,8 +27,13 @@ class IndexSummary:
 
     def to_dict(self) -> dict:
         return {
-            "new": self.new, "updated": self.updated, "moved": self.moved, "removed": self.removed,
-            "unchanged": self.unchanged, "failed": self.failed, "embedded": self.embedded,
+            "new": self.new,
+            "updated": self.updated,
+            "moved": self.moved,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "embedded": self.embedded,
             "seconds": round(self.seconds, 3),
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
         }

@@ -70,7 +70,9 @@ def pattern_image(seed: int, size: tuple[int, int] = (64, 48), grid: tuple[int, 
     return Image.fromarray(cells, "RGB").resize(size, Image.Resampling.NEAREST)
 
 
-def variant_image(seed: int, variant: int, size: tuple[int, int] = (64, 48), grid: tuple[int, int] = (4, 3)) -> Image.Image:
+def variant_image(
+    seed: int, variant: int, size: tuple[int, int] = (64, 48), grid: tuple[int, int] = (4, 3)
+) -> Image.Image:
     """A close relative of pattern_image(seed): each cell's colour nudged by a little seeded noise.
 
     Variants of one seed are each other's nearest neighbours (a cluster), far from other seeds.

@@ -11,11 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from clipsearch.catalog import Catalog, ImageRecord, Move
-from clipsearch.catalog import migrate
+from clipsearch.catalog import Catalog, ImageRecord, Move, migrate
 from clipsearch.catalog.migrate import current_revision, head_revision
-from clipsearch.catalog.store import make_engine
 from clipsearch.catalog.schema import Base
+from clipsearch.catalog.store import make_engine
 from clipsearch.errors import ModelMismatchError, StoreError
 
 DIM = 16
@@ -28,9 +27,14 @@ def unit(seed: int, dim: int = DIM) -> np.ndarray:
 
 def rec(name: str, seed: int | None, status: str = "ok", **kw) -> ImageRecord:
     return ImageRecord(
-        path=f"/photos/{name}", root="/photos", size=kw.pop("size", 1000 + (seed or 0)), mtime_ns=kw.pop("mtime_ns", 5),
-        content_hash=kw.pop("content_hash", f"hash-{name}-{seed}"), status=status,
-        vector=None if seed is None else unit(seed), **kw,
+        path=f"/photos/{name}",
+        root="/photos",
+        size=kw.pop("size", 1000 + (seed or 0)),
+        mtime_ns=kw.pop("mtime_ns", 5),
+        content_hash=kw.pop("content_hash", f"hash-{name}-{seed}"),
+        status=status,
+        vector=None if seed is None else unit(seed),
+        **kw,
     )
 
 
@@ -94,8 +98,18 @@ def test_unopenable_catalog_is_a_store_error(tmp_path):
 
 
 def test_vectors_round_trip_as_float16(catalog):
-    records = [rec(f"{i}.jpg", i, width=64, height=48, camera="Canon EOS 5D",
-                   taken_at=datetime(2021, 6, 15, 10, 30), orientation=6) for i in range(30)]
+    records = [
+        rec(
+            f"{i}.jpg",
+            i,
+            width=64,
+            height=48,
+            camera="Canon EOS 5D",
+            taken_at=datetime(2021, 6, 15, 10, 30),
+            orientation=6,
+        )
+        for i in range(30)
+    ]
     catalog.write(records, {}, model_id="m:test")
     ids, vectors = catalog.fetch_vectors(range(1, 31))
     assert vectors.dtype == np.float32 and vectors.shape == (30, DIM)
@@ -110,20 +124,28 @@ def test_vectors_round_trip_as_float16(catalog):
     assert {m for _, m, _, _ in blobs} == {"m:test"}
     assert [s for _, _, s, _ in blobs] == list(range(1, 31))
 
-    it_ids, it_vecs = zip(*catalog.iter_vectors(chunk=7))
+    it_ids, it_vecs = zip(*catalog.iter_vectors(chunk=7), strict=False)
     assert sum(len(i) for i in it_ids) == 30
     np.testing.assert_array_equal(np.concatenate(it_ids), np.sort(ids))
     assert len(catalog.sample_vectors(10)) == 10
 
     meta = catalog.fetch_meta([ids[0]])[int(ids[0])]
-    assert (meta.width, meta.height, meta.camera, meta.taken_at) == (64, 48, "Canon EOS 5D", datetime(2021, 6, 15, 10, 30))
+    assert (meta.width, meta.height, meta.camera, meta.taken_at) == (
+        64,
+        48,
+        "Canon EOS 5D",
+        datetime(2021, 6, 15, 10, 30),
+    )
     stats = catalog.stats()
     assert (stats.images, stats.failed, stats.seq) == (30, 0, 30)
 
 
 def test_sequence_tombstones_and_watermark_reads(catalog):
-    catalog.write([rec("a.jpg", 1), rec("b.jpg", 2), rec("c.jpg", 3), rec("bad.jpg", None, status="failed", error="nope")],
-                  {}, model_id="m:test")
+    catalog.write(
+        [rec("a.jpg", 1), rec("b.jpg", 2), rec("c.jpg", 3), rec("bad.jpg", None, status="failed", error="nope")],
+        {},
+        model_id="m:test",
+    )
     ids = ids_by_name(catalog)
     assert catalog.current_seq() == 3  # failed rows carry no vector and take no sequence number
     assert catalog.failures() == [("/photos/bad.jpg", "nope")]
@@ -189,12 +211,16 @@ def test_a_store_from_the_previous_revision_upgrades_with_rows_and_vectors_intac
     migrate.upgrade(engine, "0001")
     blob = unit(7).astype(np.float16).tobytes()
     with engine.begin() as con:
-        con.execute(text("INSERT INTO store_meta (key, value) VALUES ('model', :v), ('vector_seq', '1')"),
-                    {"v": '{"model_id": "m:test", "spec": "m:test", "dim": 16}'})
         con.execute(
-            text("INSERT INTO images (path, root, content_hash, size, mtime_ns, status, embedding, model_id, vec_seq) "
-                 "VALUES ('/p/a.jpg', '/p', 'h1', 10, 5, 'ok', :blob, 'm:test', 1), "
-                 "('/p/b.jpg', '/p', NULL, 0, 5, 'failed', NULL, NULL, 0)"),
+            text("INSERT INTO store_meta (key, value) VALUES ('model', :v), ('vector_seq', '1')"),
+            {"v": '{"model_id": "m:test", "spec": "m:test", "dim": 16}'},
+        )
+        con.execute(
+            text(
+                "INSERT INTO images (path, root, content_hash, size, mtime_ns, status, embedding, model_id, vec_seq) "
+                "VALUES ('/p/a.jpg', '/p', 'h1', 10, 5, 'ok', :blob, 'm:test', 1), "
+                "('/p/b.jpg', '/p', NULL, 0, 5, 'failed', NULL, NULL, 0)"
+            ),
             {"blob": blob},
         )
     engine.dispose()

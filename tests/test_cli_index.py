@@ -8,10 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from clipsearch.lock import index_lock
-from sqlalchemy import create_engine
-from clipsearch.settings import Settings
 from conftest import (
     MODEL,
     PHOTOS_COUNT,
@@ -26,6 +22,10 @@ from conftest import (
     status_json,
     tombstone_ids,
 )
+from sqlalchemy import create_engine
+
+from clipsearch.lock import index_lock
+from clipsearch.settings import Settings
 
 # Every test runs on SQLite and, in CI, again on PostgreSQL (see the `backend` fixture).
 pytestmark = pytest.mark.usefixtures("backend")
@@ -79,7 +79,9 @@ def test_corrupt_files_are_reported_and_the_rest_indexed(tmp_path, home):
 
     result = ok(run_cli("index", folder, "--model", MODEL))
     assert "6 new" in result.stdout and "3 failed" in result.stdout
-    failed_lines = [line for line in result.stdout.splitlines() if "failed:" in line and line.strip().startswith("failed:")]
+    failed_lines = [
+        line for line in result.stdout.splitlines() if "failed:" in line and line.strip().startswith("failed:")
+    ]
     assert len(failed_lines) == 3
     for name in ("empty.jpg", "notes.jpg", "truncated.jpg"):
         assert any(name in line for line in failed_lines), failed_lines
@@ -230,11 +232,11 @@ def test_touched_file_is_unchanged(photos, home):
 
 
 def test_interrupted_run_keeps_finished_batches_and_resumes(tmp_path, home, monkeypatch):
-    import indexer.batch
+    import clipsearch.indexer.batch
 
     folder = tmp_path / "photos"
     make_photos(folder, 12, seed=3)
-    real_embed = indexer.batch.BatchWriter._embed
+    real_embed = clipsearch.indexer.batch.BatchWriter._embed
     calls = {"n": 0}
 
     def embed_then_interrupt(self):
@@ -244,14 +246,14 @@ def test_interrupted_run_keeps_finished_batches_and_resumes(tmp_path, home, monk
                 raise KeyboardInterrupt
         return real_embed(self)
 
-    monkeypatch.setattr(indexer.batch.BatchWriter, "_embed", embed_then_interrupt)
+    monkeypatch.setattr(clipsearch.indexer.batch.BatchWriter, "_embed", embed_then_interrupt)
     result = run_cli("index", folder, "--model", MODEL, "--batch-size", "4")
     assert result.exit_code == 130
     assert "interrupted" in result.stderr and "running the same command again" in result.stderr
     rows = catalog_rows(home)
     assert len(rows) == 8 and all(r["status"] == "ok" and r["embedding"] for r in rows.values())
 
-    monkeypatch.setattr(indexer.batch.BatchWriter, "_embed", real_embed)
+    monkeypatch.setattr(clipsearch.indexer.batch.BatchWriter, "_embed", real_embed)
     summary = index_json(folder, "--batch-size", "4")
     assert (summary["new"], summary["unchanged"], summary["embedded"]) == (4, 8, 4)
     assert len(catalog_rows(home)) == 12
@@ -353,7 +355,11 @@ def test_random_vit_b_32_end_to_end(tmp_path, home):
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     status = status_json()
     assert (status["model"], status["dim"], status["images"], status["failed"], status["vectors"]) == (
-        "random:ViT-B-32", 512, 6, 1, 6,
+        "random:ViT-B-32",
+        512,
+        6,
+        1,
+        6,
     )
 
 

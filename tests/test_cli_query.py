@@ -6,9 +6,20 @@ import json
 import subprocess
 
 import pytest
+from conftest import (
+    MODEL,
+    PHOTOS_COUNT,
+    catalog_rows,
+    catalog_url,
+    index_json,
+    make_photos,
+    ok,
+    query_json,
+    run_cli,
+    status_json,
+)
 
 from clipsearch.catalog.store import safe_url
-from conftest import catalog_url, MODEL, PHOTOS_COUNT, catalog_rows, index_json, make_photos, ok, query_json, run_cli, status_json
 
 # Every test runs on SQLite and, in CI, again on PostgreSQL (see the `backend` fixture).
 pytestmark = pytest.mark.usefixtures("backend")
@@ -66,7 +77,7 @@ def test_json_fields_and_text_output(indexed, home):
     result = ok(run_cli("query", "a red and green pattern", "-k", "3"))
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3
-    for rank, (line, hit) in enumerate(zip(lines, hits), start=1):
+    for rank, (line, hit) in enumerate(zip(lines, hits, strict=False), start=1):
         r, score, path = line.split(None, 2)
         assert int(r) == rank and path == hit["path"]
         assert abs(float(score) - hit["score"]) < 1e-3
@@ -230,7 +241,10 @@ def test_a_home_that_is_a_file_is_a_one_line_error(tmp_path):
     for args in (("status",), ("query", "a dog")):
         result = run_cli("--home", blocker, *args)
         assert result.exit_code == 1
-        assert result.stderr.strip() == f"error: the store home {blocker} is a file, not a folder; pass --home with a folder"
+        assert (
+            result.stderr.strip()
+            == f"error: the store home {blocker} is a file, not a folder; pass --home with a folder"
+        )
 
 
 def test_odd_queries_get_answers_or_one_line_errors(indexed):
@@ -268,9 +282,9 @@ def test_a_read_only_home_is_a_one_line_error(indexed, home, tmp_path):
 
 def test_int8_text_encoder_is_opt_in_and_keeps_the_text_embeddings(indexed, monkeypatch):
     import numpy as np
+    from conftest import pattern_image
 
     from clipsearch.models import load_encoder
-    from conftest import pattern_image
 
     encoder = load_encoder(MODEL, device="cpu")
     texts = ["a red square", "two blue circles on grey", "a photo of a dog on a beach", "ünïcödé 写真"]

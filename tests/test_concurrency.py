@@ -9,11 +9,11 @@ import sys
 import time
 
 import pytest
+from conftest import MODEL, catalog_rows, index_json, make_photos
 
 from clipsearch.search import SearchRequest, SearchService
 from clipsearch.settings import Settings
 from clipsearch.store import Store
-from conftest import MODEL, catalog_rows, index_json, make_photos
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -25,8 +25,23 @@ def test_queries_during_an_index_run(tmp_path, home):
     index_json(seed_folder)  # the store has a model and something to find from the start
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clipsearch", "index", str(big), "--model", MODEL, "--batch-size", "4", "--workers", "1"],
-        env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "clipsearch",
+            "index",
+            str(big),
+            "--model",
+            MODEL,
+            "--batch-size",
+            "4",
+            "--workers",
+            "1",
+        ],
+        env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     store = Store.open(Settings.from_env())
     service = SearchService.open(store)
@@ -43,8 +58,13 @@ def test_queries_during_an_index_run(tmp_path, home):
             ids = [h.id for h in result.hits]
             if cli is None and len(ids) > 4:
                 # The CLI, as a separate process, queries too while batches land.
-                cli = subprocess.Popen([sys.executable, "-m", "clipsearch", "query", "a photo", "-k", "3", "--json"],
-                                       env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                cli = subprocess.Popen(
+                    [sys.executable, "-m", "clipsearch", "query", "a photo", "-k", "3", "--json"],
+                    env={**os.environ},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
             assert len(ids) == len(set(ids)), "a vector appeared twice in the results"
             seen_counts.append(len(ids))
             time.sleep(0.05)

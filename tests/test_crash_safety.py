@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from conftest import MODEL, catalog_rows, index_json, make_photos, query_json, status_json
 
 TRIALS = 20
@@ -21,15 +20,34 @@ PHOTOS = 240
 def _start(folder: Path, home: Path) -> subprocess.Popen:
     env = {**os.environ, "CLIPSEARCH_HOME": str(home)}
     return subprocess.Popen(
-        [sys.executable, "-m", "clipsearch", "index", str(folder), "--model", MODEL, "--batch-size", "8", "--workers", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "clipsearch",
+            "index",
+            str(folder),
+            "--model",
+            MODEL,
+            "--batch-size",
+            "8",
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 def _snapshot(home: Path) -> dict[str, tuple]:
     """path -> (status, content hash, vector) : what must match an uninterrupted run."""
     return {
-        path: (r["status"], r["content_hash"], np.frombuffer(r["embedding"], dtype=np.float16) if r["embedding"] else None)
+        path: (
+            r["status"],
+            r["content_hash"],
+            np.frombuffer(r["embedding"], dtype=np.float16) if r["embedding"] else None,
+        )
         for path, r in catalog_rows(home).items()
     }
 

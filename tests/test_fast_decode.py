@@ -7,11 +7,11 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import make_exif
 from PIL import Image, ImageDraw, ImageFilter
 
 from clipsearch.imaging import load_for_model
 from clipsearch.models import load_encoder
-from conftest import make_exif
 
 
 def photo(seed: int, size=(1600, 1200)) -> Image.Image:
@@ -19,8 +19,10 @@ def photo(seed: int, size=(1600, 1200)) -> Image.Image:
     rng = np.random.default_rng(seed)
     w, h = size
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    chans = [rng.uniform(70, 180) + rng.uniform(20, 60) * np.sin(x / rng.uniform(80, 300) + y / rng.uniform(80, 300) + c)
-             for c in range(3)]
+    chans = [
+        rng.uniform(70, 180) + rng.uniform(20, 60) * np.sin(x / rng.uniform(80, 300) + y / rng.uniform(80, 300) + c)
+        for c in range(3)
+    ]
     img = Image.fromarray(np.clip(np.stack(chans, -1), 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
     for _ in range(15):

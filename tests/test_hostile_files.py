@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import catalog_rows, index_json, ok, run_cli
+from PIL import Image
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -22,7 +21,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _bomb_png() -> bytes:
     """A tiny file whose header claims 100,000 x 100,000 pixels."""
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _encoded(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -43,14 +47,27 @@ GOOD = {
     "palette.gif": lambda: _encoded(Image.new("P", (64, 48), 3), "GIF"),
     "transparent.png": lambda: _encoded(Image.new("RGBA", (64, 48), (0, 0, 0, 0)), "PNG"),
     "grey.png": lambda: _encoded(Image.new("L", (64, 48), 100), "PNG"),
-    "sixteen_bit.png": lambda: _encoded(Image.fromarray((np.arange(64 * 48).reshape(48, 64) * 20).astype(np.uint16)), "PNG"),
+    "sixteen_bit.png": lambda: _encoded(
+        Image.fromarray((np.arange(64 * 48).reshape(48, 64) * 20).astype(np.uint16)), "PNG"
+    ),
     "cmyk.jpg": lambda: _encoded(Image.new("CMYK", (64, 48), (0, 100, 100, 0)), "JPEG"),
-    "animated.gif": lambda: _encoded(Image.new("RGB", (32, 32), (200, 0, 0)), "GIF", save_all=True,
-                                     append_images=[Image.new("RGB", (32, 32), (0, 0, 200))]),
-    "animated.webp": lambda: _encoded(Image.new("RGB", (32, 32), (200, 0, 0)), "WEBP", save_all=True,
-                                      append_images=[Image.new("RGB", (32, 32), (0, 0, 200))]),
-    "corrupt_exif.jpg": lambda: _encoded(Image.new("RGB", (64, 48), (5, 5, 5)), "JPEG",
-                                         exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff\x00\x00garbage"),
+    "animated.gif": lambda: _encoded(
+        Image.new("RGB", (32, 32), (200, 0, 0)),
+        "GIF",
+        save_all=True,
+        append_images=[Image.new("RGB", (32, 32), (0, 0, 200))],
+    ),
+    "animated.webp": lambda: _encoded(
+        Image.new("RGB", (32, 32), (200, 0, 0)),
+        "WEBP",
+        save_all=True,
+        append_images=[Image.new("RGB", (32, 32), (0, 0, 200))],
+    ),
+    "corrupt_exif.jpg": lambda: _encoded(
+        Image.new("RGB", (64, 48), (5, 5, 5)),
+        "JPEG",
+        exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff\x00\x00garbage",
+    ),
     ("L" * 240) + ".jpg": lambda: _encoded(_noise(64, 48, 3), "JPEG"),
 }
 
@@ -114,7 +131,7 @@ def test_every_odd_file_is_indexed_or_failed_with_a_reason(hostile, home):
 
 def test_files_deleted_or_rewritten_between_scan_and_decode(tmp_path, monkeypatch):
     """A file that vanishes or changes after the scan is reported, not fatal."""
-    import indexer.decode as decode_mod
+    import clipsearch.indexer.decode as decode_mod
 
     folder = tmp_path / "volatile"
     folder.mkdir()
@@ -131,7 +148,7 @@ def test_files_deleted_or_rewritten_between_scan_and_decode(tmp_path, monkeypatc
         return real_decode(job, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr("indexer.runner.decode", racing_decode)
+        patch.setattr("clipsearch.indexer.runner.decode", racing_decode)
         summary = index_json(folder)
     failures = {Path(f["path"]).name: f["reason"] for f in summary["failures"]}
     assert "cannot read" in failures["p1.jpg"]
@@ -147,7 +164,7 @@ def test_an_unreadable_file_is_reported(tmp_path, monkeypatch):
     """Permission denied (simulated: the tests run as root, whom file modes do not stop)."""
     import builtins
 
-    import indexer.decode as decode_mod
+    import clipsearch.indexer.decode as decode_mod
 
     folder = tmp_path / "perm"
     folder.mkdir()

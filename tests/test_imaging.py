@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import catalog_rows, index_json, make_exif, make_photos, pattern_image, run_cli, status_json
 from PIL import Image, ImageDraw, ImageFilter, features
 
 from clipsearch.errors import ImageDecodeError
 from clipsearch.imaging import PreprocessConfig, _decode_rgb, load_for_model, load_rgb, open_image, resize_for_model
-from conftest import catalog_rows, index_json, make_exif, make_photos, pattern_image, run_cli, status_json
 
 CLIP_CFG = PreprocessConfig(224, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
@@ -40,11 +40,14 @@ def photo_like(size=(2000, 1500), seed=0) -> Image.Image:
     """Smooth gradients with some soft shapes: compresses and downsamples like a photograph."""
     w, h = size
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    arr = np.stack([
-        128 + 90 * np.sin(x / 170.0) * np.cos(y / 230.0),
-        120 + 80 * np.cos((x + y) / 260.0),
-        110 + 70 * np.sin(y / 140.0 + 1.0),
-    ], axis=-1)
+    arr = np.stack(
+        [
+            128 + 90 * np.sin(x / 170.0) * np.cos(y / 230.0),
+            120 + 80 * np.cos((x + y) / 260.0),
+            110 + 70 * np.sin(y / 140.0 + 1.0),
+        ],
+        axis=-1,
+    )
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
     rng = np.random.default_rng(seed)
@@ -94,7 +97,9 @@ def test_exif_orientation_is_applied(orientation):
 
 def test_exif_capture_time_and_camera():
     img = pattern_image(1)
-    _, info = open_image(encode(img, exif=make_exif(taken="2021:06:15 10:30:00", make="Canon", model="Canon EOS 5D")), 10)
+    _, info = open_image(
+        encode(img, exif=make_exif(taken="2021:06:15 10:30:00", make="Canon", model="Canon EOS 5D")), 10
+    )
     assert info.taken_at == datetime(2021, 6, 15, 10, 30, 0)
     assert info.camera == "Canon EOS 5D"
     _, info = open_image(encode(img, exif=make_exif(taken="2019:12:31 23:59:58", make="FUJIFILM", model="X-T3")), 10)

@@ -15,13 +15,14 @@ import torch
 from typer.testing import CliRunner
 
 from clipsearch.cli import app
+from clipsearch.imaging import PreprocessConfig
+from clipsearch.metrics import recall_at_k
 from clipsearch.models import bundled_models, load_encoder
 from clipsearch.synthetic import generate_corpus, heldout_combinations, read_labels, seen_combinations
-from clipsearch.training.data import read_pairs, load_dataset
-from clipsearch.training.evaluate import pair_precision, recall_at_k
+from clipsearch.synthetic.metrics import pair_precision
+from clipsearch.training.data import load_dataset, read_pairs
 from clipsearch.training.loss import LOGIT_SCALE_INIT, LOGIT_SCALE_MAX, clamp_logit_scale, clip_loss, gather_features
 from clipsearch.training.schedule import warmup_cosine
-from clipsearch.imaging import PreprocessConfig
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +99,16 @@ _TWO_RANKS = textwrap.dedent(
 def test_two_gloo_ranks_see_the_global_batch(tmp_path):
     script = tmp_path / "two_ranks.py"
     script.write_text(_TWO_RANKS)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", str(script)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        str(script),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -162,8 +172,26 @@ def test_train_cli_lowers_loss_and_writes_a_loadable_checkpoint(tmp_path):
     generate_corpus(tmp_path / "train", 192, seed=1, size=64)
     generate_corpus(tmp_path / "held", 48, seed=2, split="heldout", size=64)
     out = tmp_path / "ckpt"
-    args = ["train", str(tmp_path / "train"), "--out", str(out), "--arch", "cs-tiny", "--eval", str(tmp_path / "held"),
-            "--epochs", "4", "--batch-size", "32", "--lr", "2e-3", "--seed", "3", "--device", "cpu"]
+    args = [
+        "train",
+        str(tmp_path / "train"),
+        "--out",
+        str(out),
+        "--arch",
+        "cs-tiny",
+        "--eval",
+        str(tmp_path / "held"),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--lr",
+        "2e-3",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output
@@ -179,8 +207,23 @@ def test_train_cli_lowers_loss_and_writes_a_loadable_checkpoint(tmp_path):
     assert np.allclose(np.linalg.norm(encoder.encode_texts(["a red circle"]), axis=1), 1, atol=1e-4)
 
     tuned = tmp_path / "tuned"
-    result = CliRunner().invoke(app, ["train", str(tmp_path / "train"), "--out", str(tuned), "--from", str(out),
-                                      "--eval", str(tmp_path / "held"), "--epochs", "1", "--batch-size", "32"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "train"),
+            "--out",
+            str(tuned),
+            "--from",
+            str(out),
+            "--eval",
+            str(tmp_path / "held"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert load_encoder(str(tuned), device="cpu").dim == encoder.dim
 
@@ -191,20 +234,23 @@ def test_train_cli_errors_are_one_line(tmp_path):
     assert result.exit_code == 1
     assert "does not exist" in result.output and "Traceback" not in result.output
     generate_corpus(tmp_path / "d", 4, seed=0)
-    result = runner.invoke(app, ["train", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--arch", "cs-tiny",
-                                 "--from", "random:cs-tiny"])
+    result = runner.invoke(
+        app,
+        ["train", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--arch", "cs-tiny", "--from", "random:cs-tiny"],
+    )
     assert result.exit_code == 1 and "not both" in result.output
     result = runner.invoke(app, ["train", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--arch", "no-such-arch"])
     assert result.exit_code == 1 and "unknown architecture" in result.output
 
 
 def test_demo_data_cli(tmp_path):
-    result = CliRunner().invoke(app, ["demo-data", str(tmp_path / "c"), "--n", "5", "--seed", "9", "--split", "heldout"])
+    result = CliRunner().invoke(
+        app, ["demo-data", str(tmp_path / "c"), "--n", "5", "--seed", "9", "--split", "heldout"]
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "c").glob("*.png"))) == 5
     result = CliRunner().invoke(app, ["demo-data", str(tmp_path / "c"), "--split", "nope"])
     assert result.exit_code == 1 and "--split must be one of" in result.output
-
 
 
 # A seed that neither training, the model card's evaluation nor the demo uses.
@@ -243,7 +289,9 @@ def test_bundled_model_finds_colour_and_shape_through_the_cli(tmp_path):
     precision = {}
     for colour, shape in _pairs_with_single_objects(labels, 5):
         top = _query_names(runner, f"a {colour} {shape}", 5)
-        precision[(colour, shape)] = np.mean([(labels[n]["colour"], labels[n]["shape"]) == (colour, shape) for n in top])
+        precision[(colour, shape)] = np.mean(
+            [(labels[n]["colour"], labels[n]["shape"]) == (colour, shape) for n in top]
+        )
     seen = [v for pair, v in precision.items() if pair in set(seen_combinations())]
     held = [v for pair, v in precision.items() if pair in set(heldout_combinations())]
     assert len(seen) >= 40 and len(held) >= 4, precision

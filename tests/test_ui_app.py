@@ -20,10 +20,10 @@ from streamlit.testing.v1 import AppTest
 
 from clipsearch.cli import ui_cmd
 from clipsearch.errors import StoreError
+from clipsearch.indexer.decode import content_hash as indexer_content_hash
 from clipsearch.search import SearchService
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails, content_hash
-from indexer.decode import content_hash as indexer_content_hash
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
 N_PLAIN = 14
@@ -36,11 +36,13 @@ def build_store(root: Path) -> tuple[Path, Path]:
     photos, home = root / "photos", root / "home"
     make_photos(photos, N_PLAIN)
     save_image(
-        pattern_image(501, size=(64, 48)), photos / "exif" / "rotated.jpg",
+        pattern_image(501, size=(64, 48)),
+        photos / "exif" / "rotated.jpg",
         make_exif(orientation=6, taken="2021:06:15 10:30:00", make="Canon", model="Canon EOS 5D"),
     )
     save_image(
-        pattern_image(502, size=(64, 48)), photos / "exif" / "upright.jpg",
+        pattern_image(502, size=(64, 48)),
+        photos / "exif" / "upright.jpg",
         make_exif(orientation=1, taken="2019:12:31 23:59:58", make="FUJIFILM", model="X-T3"),
     )
     (photos / "broken.jpg").write_bytes(b"this is not a picture")
@@ -221,7 +223,9 @@ def test_engine_loads_once_and_new_commits_appear(own_store, monkeypatch):
     photos, home = own_store
     opened = []
     real_open = SearchService.open.__func__
-    monkeypatch.setattr(SearchService, "open", classmethod(lambda cls, *a, **kw: opened.append(1) or real_open(cls, *a, **kw)))
+    monkeypatch.setattr(
+        SearchService, "open", classmethod(lambda cls, *a, **kw: opened.append(1) or real_open(cls, *a, **kw))
+    )
     first = search(start(), "a red square")
     assert len(grid(first)) == N_IMAGES
     make_photos(photos / "later", 3, seed=9, prefix="later")
@@ -377,8 +381,8 @@ def test_ui_command_starts_streamlit_bound_to_localhost(tmp_path, monkeypatch):
     result = ok(run_cli("--home", tmp_path / "h", "ui", "--port", "8765"))
     assert "http://127.0.0.1:8765" in result.stdout
     command = started["command"]
-    assert command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]) == Path(APP)
-    flags = dict(zip(command[5::2], command[6::2]))
+    assert command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]).resolve() == Path(APP).resolve()
+    flags = dict(zip(command[5::2], command[6::2], strict=False))
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8765"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
     assert started["env"]["CLIPSEARCH_HOME"] == str((tmp_path / "h").resolve())

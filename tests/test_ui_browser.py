@@ -24,7 +24,10 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 if not CHROMIUM.exists():
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium chromium-driver)", allow_module_level=True)
+    pytest.skip(
+        "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 from conftest import MODEL, ok, pattern_image, run_cli, save_image  # noqa: E402
 from selenium import webdriver  # noqa: E402
@@ -38,8 +41,13 @@ N_IMAGES = 10
 START_TIMEOUT = 60
 WAIT = 45
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
     "--window-size=1400,1000",
 )
 
@@ -85,7 +93,9 @@ def served_store(tmp_path):
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [*clipsearch_command(), "--home", str(home), "ui", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_until_answering(url, proc, log)

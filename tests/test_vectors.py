@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import catalog_rows, index_json, ok, query_json, run_cli, save_image, status_json, variant_image
 
 from clipsearch.catalog import Catalog, ImageRecord
 from clipsearch.search import SearchRequest, SearchService
@@ -19,7 +20,6 @@ from clipsearch.vectors import sync as vsync
 from clipsearch.vectors.index import STALE_TEMP_S, IndexFileError, IndexHeader
 from clipsearch.vectors.policy import Layout, choose_layout
 from clipsearch.vectors.sync import index_file_current
-from conftest import catalog_rows, index_json, ok, query_json, run_cli, save_image, status_json, variant_image
 
 SYN_MODEL = "test:synthetic"
 DIM = 64
@@ -39,8 +39,15 @@ def clustered_vectors(n_clusters: int, per: int, dim: int = DIM, noise: float = 
 
 def record(i: int, vector: np.ndarray | None, status: str = "ok") -> ImageRecord:
     return ImageRecord(
-        path=f"/syn/c{i // 10:04d}/v{i % 10}.jpg", root="/syn", size=100 + i, mtime_ns=i,
-        content_hash=f"h{i:08d}", status=status, width=8, height=8, vector=vector,
+        path=f"/syn/c{i // 10:04d}/v{i % 10}.jpg",
+        root="/syn",
+        size=100 + i,
+        mtime_ns=i,
+        content_hash=f"h{i:08d}",
+        status=status,
+        width=8,
+        height=8,
+        vector=vector,
     )
 
 
@@ -364,7 +371,9 @@ def test_large_collections_are_not_retrained_on_every_open():
 
     big = 5 * MAX_TRAIN  # the sample is capped at MAX_TRAIN, far below the collection
     layout = choose_layout(big, 512, flat_max=50_000)
-    header = IndexHeader("ivfpq", 512, "m", 0, trained_on=MAX_TRAIN, built_for=big, nlist=layout.nlist, factory=layout.factory)
+    header = IndexHeader(
+        "ivfpq", 512, "m", 0, trained_on=MAX_TRAIN, built_for=big, nlist=layout.nlist, factory=layout.factory
+    )
     assert not needs_rebuild(header, big, flat_max=50_000)
     assert not needs_rebuild(header, int(1.5 * big), flat_max=50_000)
     assert needs_rebuild(header, 5 * big, flat_max=50_000)

@@ -14,9 +14,9 @@ import streamlit as st
 from clipsearch.errors import ClipsearchError
 from clipsearch.imaging import IMAGE_EXTENSIONS
 from clipsearch.settings import Settings
-from ui import render
-from ui.inputs import DEFAULT_PAGE_SIZE, PAGE_SIZES, PageInput, Upload, build_request
-from ui.state import Engine, Results, open_engine, open_store, session_defaults, store_exists
+from clipsearch.ui import render
+from clipsearch.ui.inputs import DEFAULT_PAGE_SIZE, PAGE_SIZES, PageInput, Upload, build_request
+from clipsearch.ui.state import Engine, Results, open_engine, open_store, session_defaults, store_exists
 
 EARLIEST_DATE = date(1900, 1, 1)
 
@@ -81,20 +81,29 @@ def read_inputs() -> PageInput:
         "Search", key="q", placeholder="describe a photo, e.g. a dog on a beach", on_change=_forget_example
     )
     uploaded = example.file_uploader(
-        "…or search by example", key=f"upload-{st.session_state.upload_nonce}",
-        type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS), on_change=_forget_example,
+        "…or search by example",
+        key=f"upload-{st.session_state.upload_nonce}",
+        type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS),
+        on_change=_forget_example,
     )
     sb = st.sidebar
     sb.header("Filters")
-    folder = sb.text_input("Folder", key="folder", placeholder="/path/to/photos/2021", help="Only images under this folder.")
+    folder = sb.text_input(
+        "Folder", key="folder", placeholder="/path/to/photos/2021", help="Only images under this folder."
+    )
     after = sb.date_input("Taken on or after", value=None, min_value=EARLIEST_DATE, key="after")
     before = sb.date_input("Taken on or before", value=None, min_value=EARLIEST_DATE, key="before")
     min_score = sb.slider("Minimum score", 0.0, 1.0, 0.0, 0.01, key="min_score", help="0 shows everything.")
     page_size = sb.selectbox("Results per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULT_PAGE_SIZE), key="page_size")
     return PageInput(
-        text=text or "", upload=Upload(uploaded.name, uploaded.getvalue()) if uploaded else None,
-        like_id=st.session_state.like_id, folder=folder or "", after=after, before=before,
-        min_score=float(min_score), page_size=int(page_size),
+        text=text or "",
+        upload=Upload(uploaded.name, uploaded.getvalue()) if uploaded else None,
+        like_id=st.session_state.like_id,
+        folder=folder or "",
+        after=after,
+        before=before,
+        min_score=float(min_score),
+        page_size=int(page_size),
     )
 
 
@@ -154,8 +163,12 @@ def main() -> None:
         return
     # The opened result unfolds under its own row, where the user clicked.
     render.result_grid(
-        hits, engine.thumbs, _like, _open,
-        opened=lambda: render.opened_result(engine, open_id, _like, _close), open_id=open_id,
+        hits,
+        engine.thumbs,
+        _like,
+        _open,
+        opened=lambda: render.opened_result(engine, open_id, _like, _close),
+        open_id=open_id,
     )
     if not results.exhausted:
         st.button("Load more", key="more", on_click=_more)

@@ -38,8 +38,14 @@ class PageInput:
         """Equal for inputs that ask for the same results (paging state is kept while it holds)."""
         upload = content_hash(self.upload.data) if self.upload else None
         return (
-            " ".join(self.text.split()), upload, self.like_id, self.folder.strip(),
-            self.after, self.before, self.min_score, self.page_size,
+            " ".join(self.text.split()),
+            upload,
+            self.like_id,
+            self.folder.strip(),
+            self.after,
+            self.before,
+            self.min_score,
+            self.page_size,
         )
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import mimetypes
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import streamlit as st
 
@@ -20,7 +20,7 @@ from clipsearch.search import SearchHit
 from clipsearch.settings import Settings
 from clipsearch.store import Store
 from clipsearch.thumbnails import Thumbnails, read_original
-from ui.state import Engine, Results, screen_image
+from clipsearch.ui.state import Engine, Results, screen_image
 
 GRID_COLUMNS = 6
 SCREEN_SIDE = 1600
@@ -59,13 +59,17 @@ def store_status(store: Store, engine: Engine | None) -> None:
 
 
 def result_grid(
-    hits: list[SearchHit], thumbs: Thumbnails, on_like: Callable, on_open: Callable,
-    opened: Callable[[], None], open_id: int | None,
+    hits: list[SearchHit],
+    thumbs: Thumbnails,
+    on_like: Callable,
+    on_open: Callable,
+    opened: Callable[[], None],
+    open_id: int | None,
 ) -> None:
     """Rows of result cards; `opened` draws the opened result under the row that holds it."""
     for start in range(0, len(hits), GRID_COLUMNS):
         row = hits[start : start + GRID_COLUMNS]
-        for column, hit in zip(st.columns(GRID_COLUMNS), row):
+        for column, hit in zip(st.columns(GRID_COLUMNS), row, strict=False):
             with column:
                 _result_card(hit, thumbs, on_like, on_open)
         if open_id is not None and any(hit.id == open_id for hit in row):
@@ -125,8 +129,11 @@ def _full_image(meta: ImageMeta, max_megapixels: float) -> None:
         st.error(f"cannot show {meta.path}: {exc}")
         return
     st.download_button(
-        "Download original", data=lambda: read_original(meta.path), file_name=Path(meta.path).name,
-        mime=mimetypes.guess_type(meta.path)[0] or "application/octet-stream", key="download-open",
+        "Download original",
+        data=lambda: read_original(meta.path),
+        file_name=Path(meta.path).name,
+        mime=mimetypes.guess_type(meta.path)[0] or "application/octet-stream",
+        key="download-open",
     )
 
 

@@ -82,5 +82,11 @@ class Results:
 
 
 def session_defaults() -> None:
-    for key, value in (("like_id", None), ("open_id", None), ("upload_nonce", 0), ("want_more", False), ("results", None)):
+    for key, value in (
+        ("like_id", None),
+        ("open_id", None),
+        ("upload_nonce", 0),
+        ("want_more", False),
+        ("results", None),
+    ):
         st.session_state.setdefault(key, value)

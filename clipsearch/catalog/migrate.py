@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from migrations import MIGRATIONS_DIR
+from clipsearch.migrations import MIGRATIONS_DIR
 
 
 def alembic_config(url: str | None = None) -> Config:

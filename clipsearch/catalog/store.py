@@ -82,7 +82,7 @@ class Catalog:
         self._model: StoreModel | None = None
 
     @classmethod
-    def open(cls, url: str) -> "Catalog":
+    def open(cls, url: str) -> Catalog:
         try:
             engine = make_engine(url)
             migrate.ensure_current(engine)
@@ -242,7 +242,9 @@ class Catalog:
             raise StoreError("the store has no model yet; run `clipsearch index PATH` first")
         return model.dim
 
-    def iter_vectors(self, after_seq: int = 0, up_to_seq: int | None = None, chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, after_seq: int = 0, up_to_seq: int | None = None, chunk: int = 20_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) for rows whose vector changed in (after_seq, up_to_seq]."""
         dim = self.dim()
         last_id = 0
@@ -282,13 +284,16 @@ class Catalog:
         """Rows of the images table for these ids (inlined: they are ints, so that is safe)."""
         chunks = _chunks([int(i) for i in ids], _ID_CHUNK)
         return self._driver_rows(
-            (f"SELECT {columns} FROM {_IMAGES} WHERE id IN ({','.join(map(str, chunk))}){where}", None) for chunk in chunks
+            (f"SELECT {columns} FROM {_IMAGES} WHERE id IN ({','.join(map(str, chunk))}){where}", None)
+            for chunk in chunks
         )
 
     def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
         """Up to n vectors spread over the whole catalog (for training a quantiser)."""
         with Session(self.engine) as s:
-            all_ids = np.array(s.scalars(select(ImageRow.id).where(ImageRow.embedding.is_not(None))).all(), dtype=np.int64)
+            all_ids = np.array(
+                s.scalars(select(ImageRow.id).where(ImageRow.embedding.is_not(None))).all(), dtype=np.int64
+            )
         if len(all_ids) > n:
             all_ids = np.sort(np.random.default_rng(seed).choice(all_ids, size=n, replace=False))
         return self.fetch_vectors(all_ids)[1]
@@ -299,7 +304,9 @@ class Catalog:
         rows = self._select_by_ids("id, path, width, height, size, taken_at, camera, content_hash", ids)
         return {r[0]: ImageMeta(*r[:5], _datetime(r[5]), *r[6:]) for r in rows}
 
-    def filtered_ids(self, folder: str | None, taken_after: datetime | None, taken_before: datetime | None, limit: int) -> list[int] | None:
+    def filtered_ids(
+        self, folder: str | None, taken_after: datetime | None, taken_before: datetime | None, limit: int
+    ) -> list[int] | None:
         """Ids matching the filters, or None when more than `limit` match (too many to rank exactly)."""
         stmt = select(ImageRow.id).where(ImageRow.embedding.is_not(None))
         if folder:
@@ -314,7 +321,12 @@ class Catalog:
 
     def failures(self, limit: int = 1000) -> list[tuple[str, str]]:
         with Session(self.engine) as s:
-            stmt = select(ImageRow.path, ImageRow.error).where(ImageRow.status == "failed").order_by(ImageRow.path).limit(limit)
+            stmt = (
+                select(ImageRow.path, ImageRow.error)
+                .where(ImageRow.status == "failed")
+                .order_by(ImageRow.path)
+                .limit(limit)
+            )
             return [(p, e or "") for p, e in s.execute(stmt)]
 
     def stats(self) -> CatalogStats:
@@ -334,11 +346,21 @@ def check_model(store: StoreModel, model_id: str) -> None:
 
 def _row_values(rec: ImageRecord, now: datetime) -> dict:
     return {
-        "path": rec.path, "root": rec.root, "size": rec.size, "mtime_ns": rec.mtime_ns,
-        "content_hash": rec.content_hash, "status": rec.status, "error": rec.error,
-        "width": rec.width, "height": rec.height, "taken_at": rec.taken_at, "camera": rec.camera,
-        "orientation": rec.orientation, "embedding": _vector_blob(rec.vector),
-        "model_id": None, "indexed_at": now,
+        "path": rec.path,
+        "root": rec.root,
+        "size": rec.size,
+        "mtime_ns": rec.mtime_ns,
+        "content_hash": rec.content_hash,
+        "status": rec.status,
+        "error": rec.error,
+        "width": rec.width,
+        "height": rec.height,
+        "taken_at": rec.taken_at,
+        "camera": rec.camera,
+        "orientation": rec.orientation,
+        "embedding": _vector_blob(rec.vector),
+        "model_id": None,
+        "indexed_at": now,
     }
 
 

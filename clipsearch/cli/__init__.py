@@ -1,4 +1,4 @@
-"""The `clipsearch` command line: one module per command group, errors translated once here."""
+"""The `clipsearch` command line: one module per command group, registered here, errors translated once."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, status_cmd, train_cmd, ui_cmd
 from clipsearch.cli.common import CliContext
 from clipsearch.settings import Settings
 
@@ -30,20 +31,16 @@ def _global_options(
     ctx.obj = CliContext(settings=Settings.from_env(home), debug=debug)
 
 
-def _register_commands() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from clipsearch.cli import (  # noqa: F401
-        db_cmd,
-        demo_cmd,
-        index_cmd,
-        query_cmd,
-        status_cmd,
-        train_cmd,
-        ui_cmd,
-    )
-
-
-_register_commands()
+# Command modules import their heavy dependencies inside the command functions, so
+# registering every command here costs only the CLI's own imports.
+app.command("index")(index_cmd.index_command)
+app.command("query")(query_cmd.query_command)
+app.command("status")(status_cmd.status_command)
+app.command("ui")(ui_cmd.ui_command)
+app.command("demo")(demo_cmd.demo_command)
+app.command("demo-data")(train_cmd.demo_data_command)
+app.command("train")(train_cmd.train_command)
+app.add_typer(db_cmd.db_app, name="db")
 
 
 def main() -> None:

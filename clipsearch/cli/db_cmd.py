@@ -6,11 +6,9 @@ import typer
 
 from clipsearch.catalog import migrate
 from clipsearch.catalog.store import make_engine, safe_url
-from clipsearch.cli import app
 from clipsearch.cli.common import cli_command
 
 db_app = typer.Typer(help="Catalog schema: show or apply migrations.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
 
 
 @db_app.command("current")

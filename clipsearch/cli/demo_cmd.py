@@ -8,12 +8,11 @@ from typing import Optional
 import typer
 from tqdm import tqdm
 
-from clipsearch.cli import app
 from clipsearch.cli.common import cli_command, open_store, warn_if_random
 from clipsearch.errors import ModelError
+from clipsearch.indexer import IndexOptions, run_index
 from clipsearch.models import bundled_models
 from clipsearch.search import SearchRequest, SearchService
-from indexer import IndexOptions, run_index
 
 DEMO_QUERIES = (
     "a red circle",
@@ -27,14 +26,15 @@ DEMO_QUERIES = (
 DEMO_SEED = 2026
 
 
-@app.command("demo")
 @cli_command
 def demo_command(
     ctx: typer.Context,
     folder: Optional[Path] = typer.Argument(None, help="Where to put the demo photos and store (default: HOME/demo)."),
     n: int = typer.Option(300, "--n", min=10, help="How many pictures to generate."),
     seed: int = typer.Option(DEMO_SEED, "--seed", help="Seed of the generated collection."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to index with (default: the bundled model)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Model to index with (default: the bundled model)."
+    ),
     k: int = typer.Option(5, "-k", help="Results shown per example query."),
 ) -> None:
     """Generate a collection of shapes pictures, index it with the bundled model, run example queries."""
@@ -54,8 +54,13 @@ def demo_command(
     store.bind(encoder)
     with tqdm(total=0, unit="img", desc="indexing") as bar:
         summary = run_index(
-            store.catalog, encoder, [photos], demo_settings, IndexOptions(),
-            on_total=lambda t: setattr(bar, "total", t), on_progress=bar.update,
+            store.catalog,
+            encoder,
+            [photos],
+            demo_settings,
+            IndexOptions(),
+            on_total=lambda t: setattr(bar, "total", t),
+            on_progress=bar.update,
         )
     typer.echo(f"indexed: {summary.line()}")
     service = SearchService(store, encoder, store.vector_index()[0])
@@ -64,9 +69,11 @@ def demo_command(
         result = service.search(SearchRequest(text=query, k=k))
         typer.echo(f"\n{query!r}  ({result.timings['total_ms']:.0f} ms)")
         for hit in result.hits:
-            typer.echo(f"{hit.rank:>4}  {hit.score:.3f}  {Path(hit.path).name}  [{_truth(labels.get(Path(hit.path).name))}]")
+            typer.echo(
+                f"{hit.rank:>4}  {hit.score:.3f}  {Path(hit.path).name}  [{_truth(labels.get(Path(hit.path).name))}]"
+            )
     typer.echo(
-        f"\nTry your own: clipsearch --home {demo_settings.home} query \"a small pink triangle\"\n"
+        f'\nTry your own: clipsearch --home {demo_settings.home} query "a small pink triangle"\n'
         f"(the bundled model knows only this synthetic world of shapes; use the default open_clip "
         f"weights for real photos)"
     )
@@ -78,7 +85,9 @@ def _truth(scene: dict | None) -> str:
         return "?"
     texture = "" if scene.get("texture") in (None, "plain") else f"{scene['texture']} "
     where = f", {scene['position']}" if scene.get("position") else ""
-    return f"{scene['count']} {scene['size']} {scene['colour']} {scene['shape']} on {texture}{scene['background']}{where}"
+    return (
+        f"{scene['count']} {scene['size']} {scene['colour']} {scene['shape']} on {texture}{scene['background']}{where}"
+    )
 
 
 def _bundled_model() -> str:

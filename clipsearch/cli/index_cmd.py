@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from tqdm import tqdm
 
-from clipsearch.cli import app
 from clipsearch.cli.common import cli_command, err, open_store, warn_if_random
+from clipsearch.indexer import IndexOptions, run_index
+from clipsearch.indexer.scan import resolve_roots
 from clipsearch.lock import index_lock
-from indexer import IndexOptions, run_index
-from indexer.scan import resolve_roots
 
 
-@app.command("index")
 @cli_command
 def index_command(
     ctx: typer.Context,
-    paths: List[Path] = typer.Argument(..., help="Folders (searched recursively) or image files."),
+    paths: list[Path] = typer.Argument(..., help="Folders (searched recursively) or image files."),
     model: Optional[str] = typer.Option(
-        None, "--model", "-m", envvar="CLIPSEARCH_MODEL",
+        None,
+        "--model",
+        "-m",
+        envvar="CLIPSEARCH_MODEL",
         help="Model spec; default: the store's model, or ViT-B-32-256:datacomp_s34b_b86k for a new store.",
     ),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per model batch (default 256 on GPU, 32 on CPU)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Images per model batch (default 256 on GPU, 32 on CPU)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode threads running ahead of the model."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -51,7 +54,7 @@ def index_command(
             typer.echo(f"  failed: {path}: {reason}")
 
 
-def _index(store, paths: List[Path], model: Optional[str], device: str, options: IndexOptions):
+def _index(store, paths: list[Path], model: Optional[str], device: str, options: IndexOptions):
     store.resolve_model(model)  # a wrong model is refused before anything is read
 
     def load_encoder():
@@ -63,8 +66,13 @@ def _index(store, paths: List[Path], model: Optional[str], device: str, options:
 
     with tqdm(total=0, unit="img", desc="indexing", dynamic_ncols=True, disable=None) as bar:
         summary = run_index(
-            store.catalog, load_encoder, paths, store.settings, options,
-            on_total=lambda n: _set_total(bar, n), on_progress=bar.update,
+            store.catalog,
+            load_encoder,
+            paths,
+            store.settings,
+            options,
+            on_total=lambda n: _set_total(bar, n),
+            on_progress=bar.update,
         )
     notes = store.sync_index_file() if store.model else []
     return summary, notes

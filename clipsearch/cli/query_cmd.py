@@ -9,21 +9,23 @@ from typing import Optional
 
 import typer
 
-from clipsearch.cli import app
 from clipsearch.cli.common import cli_command, err, open_store, warn_if_random
 from clipsearch.search import SearchRequest, SearchService, load_query_image
 
 
-@app.command("query")
 @cli_command
 def query_command(
     ctx: typer.Context,
     text: Optional[str] = typer.Argument(None, help="What to look for, in words."),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
     offset: int = typer.Option(0, "--offset", help="Skip this many results (paging)."),
-    image: Optional[Path] = typer.Option(None, "--image", help="Search by example: an image file (alone or with TEXT)."),
+    image: Optional[Path] = typer.Option(
+        None, "--image", help="Search by example: an image file (alone or with TEXT)."
+    ),
     folder: Optional[str] = typer.Option(None, "--folder", help="Only images whose path starts with this folder."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Only results with at least this cosine score."),
+    min_score: Optional[float] = typer.Option(
+        None, "--min-score", help="Only results with at least this cosine score."
+    ),
     after: Optional[datetime] = typer.Option(None, "--after", help="Only photos taken on/after this date (EXIF)."),
     before: Optional[datetime] = typer.Option(None, "--before", help="Only photos taken on/before this date (EXIF)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; default: the store's model."),
@@ -35,8 +37,14 @@ def query_command(
     store = open_store(ctx)
     query_image = load_query_image(image, settings.max_megapixels) if image else None
     request = SearchRequest(
-        text=text, image=query_image, k=k, offset=offset, folder=folder, min_score=min_score,
-        taken_after=after, taken_before=before,
+        text=text,
+        image=query_image,
+        k=k,
+        offset=offset,
+        folder=folder,
+        min_score=min_score,
+        taken_after=after,
+        taken_before=before,
     )
     request.validate()
     service = SearchService.open(store, model, device)

@@ -6,11 +6,9 @@ import json
 
 import typer
 
-from clipsearch.cli import app
 from clipsearch.cli.common import cli_command, open_store
 
 
-@app.command("status")
 @cli_command
 def status_command(
     ctx: typer.Context,

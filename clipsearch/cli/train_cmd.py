@@ -9,7 +9,6 @@ from typing import Optional
 
 import typer
 
-from clipsearch.cli import app
 from clipsearch.cli.common import cli_command, err
 from clipsearch.errors import ConfigError
 
@@ -52,37 +51,67 @@ class _ProgressBar:
             self.bar.close()
 
 
-@app.command("train")
 @cli_command
 def train_command(
     ctx: typer.Context,
-    data: Path = typer.Argument(..., help="Folder of images with same-named .txt captions, or a .csv/.jsonl of path,caption."),
+    data: Path = typer.Argument(
+        ..., help="Folder of images with same-named .txt captions, or a .csv/.jsonl of path,caption."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write (usable as --model OUT)."),
     from_model: Optional[str] = typer.Option(None, "--from", help="Fine-tune this model (any --model spec)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Train from scratch with this architecture config."),
-    eval_data: Optional[Path] = typer.Option(None, "--eval", help="Held-out DATA scored each epoch (default: 5% of DATA)."),
+    eval_data: Optional[Path] = typer.Option(
+        None, "--eval", help="Held-out DATA scored each epoch (default: 5% of DATA)."
+    ),
     epochs: int = typer.Option(10, "--epochs", min=1),
     batch_size: int = typer.Option(128, "--batch-size", min=2, help="Per-process batch (global = x processes)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 5e-4 from scratch, 1e-5 fine-tuning)."),
+    lr: Optional[float] = typer.Option(
+        None, "--lr", help="Peak learning rate (default 5e-4 from scratch, 1e-5 fine-tuning)."
+    ),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Warm-up steps (default 5% of the run)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes decoding images."),
     half: bool = typer.Option(False, "--half", help="Store the weights as float16 (half the size)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the checkpoint (default: OUT's name)."),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="Model name recorded in the checkpoint (default: OUT's name)."
+    ),
 ) -> None:
     """Train a CLIP model contrastively on captioned images (torchrun for several GPUs)."""
+    from clipsearch.synthetic.metrics import scorer_for
     from clipsearch.training import TrainConfig, train
 
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, not {device!r}")
-    options = {"--from": from_model, "--arch": arch, "--eval": eval_data, "--epochs": epochs,
-               "--batch-size": batch_size, "--lr": lr, "--warmup": warmup, "--seed": seed, "--half": half,
-               "--name": name}
+    options = {
+        "--from": from_model,
+        "--arch": arch,
+        "--eval": eval_data,
+        "--epochs": epochs,
+        "--batch-size": batch_size,
+        "--lr": lr,
+        "--warmup": warmup,
+        "--seed": seed,
+        "--half": half,
+        "--name": name,
+    }
     cfg = TrainConfig(
-        data=data, out=out, arch=arch, from_model=from_model, eval_data=eval_data, epochs=epochs,
-        batch_size=batch_size, lr=lr, warmup=warmup, device=device, seed=seed, workers=workers, half=half,
-        name=name, command=_command_line(data, out, options),
+        data=data,
+        out=out,
+        arch=arch,
+        from_model=from_model,
+        eval_data=eval_data,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=warmup,
+        device=device,
+        seed=seed,
+        workers=workers,
+        half=half,
+        name=name,
+        command=_command_line(data, out, options),
+        scorer=scorer_for(eval_data or data),
     )
     bar = _ProgressBar()
     try:
@@ -96,7 +125,6 @@ def train_command(
     typer.echo(f"wrote {result.out} after {result.seconds / 60:.1f} min; use it with --model {result.out}")
 
 
-@app.command("demo-data")
 @cli_command
 def demo_data_command(
     ctx: typer.Context,

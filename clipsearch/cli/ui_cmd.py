@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -10,33 +11,40 @@ from pathlib import Path
 
 import typer
 
-from clipsearch.cli import app
 from clipsearch.cli.common import cli_command
 from clipsearch.errors import ConfigError
 
 
 def app_file() -> Path:
     """The installed page script (found through the package, so any working directory works)."""
-    import ui
-
-    # __path__, not __file__: an editable install made before ui/__init__.py existed sees a namespace package.
-    path = Path(next(iter(ui.__path__))) / "app.py"
-    if not path.is_file():
-        raise ConfigError(f"the web UI is not installed ({path} is missing); reinstall clipsearch")
-    return path
+    spec = importlib.util.find_spec("clipsearch.ui.app")
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        raise ConfigError("the web UI is not installed (clipsearch.ui.app is missing); reinstall clipsearch")
+    return Path(spec.origin)
 
 
 def streamlit_command(host: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(app_file()),
-        "--server.address", host,
-        "--server.port", str(port),
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",  # no "Deploy" button: this page is the product
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_file()),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",  # no "Deploy" button: this page is the product
         # The page is served, not developed: no reloads when files change on disk.
-        "--server.fileWatcherType", "none",
-        "--server.runOnSave", "false",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
     ]
 
 
@@ -45,12 +53,13 @@ def display_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-@app.command("ui")
 @cli_command
 def ui_command(
     ctx: typer.Context,
     port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to serve on."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 makes the page reachable from other machines."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind; 0.0.0.0 makes the page reachable from other machines."
+    ),
 ) -> None:
     """Open the web search page for this store (Ctrl-C stops it)."""
     settings = ctx.obj.settings

@@ -50,7 +50,7 @@ class ModelSpec:
 _configs_registered = False
 
 
-def _open_clip():
+def open_clip_with_configs():
     """open_clip, with clipsearch's own architecture configs registered (once)."""
     global _configs_registered
     import open_clip
@@ -106,7 +106,7 @@ def model_id_for(spec: str) -> str:
     return f"{parsed.arch}:{parsed.tag}"
 
 
-def _preprocess_from(model) -> PreprocessConfig:
+def preprocess_config_of(model) -> PreprocessConfig:
     cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
     if not cfg:
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
@@ -121,7 +121,8 @@ def _create(open_clip, name: str, pretrained: str | None, cache_dir: Path | None
     except RuntimeError as exc:
         if "not found in built-ins" in str(exc):
             raise ModelError(
-                f"unknown architecture {name!r}; `python -c \"import open_clip; print(open_clip.list_models())\"` lists them"
+                f"unknown architecture {name!r}; "
+                '`python -c "import open_clip; print(open_clip.list_models())"` lists them'
             ) from None
         raise
 
@@ -137,7 +138,7 @@ def _download_reason(exc: Exception) -> str:
 
 def load_encoder(spec: str, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
     parsed = parse_model_spec(spec)
-    open_clip = _open_clip()
+    open_clip = open_clip_with_configs()
     dev = resolve_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
@@ -179,9 +180,10 @@ def load_encoder(spec: str, device: str = "auto", cache_dir: Path | None = None)
             raise ModelError(
                 f"could not download or load {spec}: {_download_reason(exc)}. The weights are fetched once "
                 f"from the model hub into {cache_dir or 'the model cache'}; check your internet connection, "
-                f"or use a local checkpoint folder or a bundled model ({', '.join(bundled_models()) or 'none installed'})"
+                "or use a local checkpoint folder or a bundled model "
+                f"({', '.join(bundled_models()) or 'none installed'})"
             ) from None
-    encoder = OpenClipEncoder(model, tokenizer, _preprocess_from(model), model_id, dev)
+    encoder = OpenClipEncoder(model, tokenizer, preprocess_config_of(model), model_id, dev)
     encoder.is_random = parsed.is_random
     encoder.spec = spec
     return encoder

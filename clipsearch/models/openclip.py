@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -84,7 +84,9 @@ class OpenClipEncoder(Encoder):
         not available to check that rankings hold (CLIPSEARCH_TEXT_INT8).
         """
         if self.device.type != "cpu":
-            raise ModelError("the int8 text encoder runs on the CPU only; unset CLIPSEARCH_TEXT_INT8 or use --device cpu")
+            raise ModelError(
+                "the int8 text encoder runs on the CPU only; unset CLIPSEARCH_TEXT_INT8 or use --device cpu"
+            )
         text = getattr(self.model, "transformer", None)
         if text is None or not hasattr(text, "resblocks"):
             raise ModelError(f"{self.model_id}: int8 text encoding supports open_clip's standard text transformer only")

@@ -16,7 +16,20 @@ from clipsearch.synthetic.world import (
 )
 
 __all__ = [
-    "BACKGROUNDS", "COLOURS", "LABELS_NAME", "SHAPES", "SIZES", "SPLITS", "Scene", "caption", "captions",
-    "generate_corpus", "heldout_combinations", "make_item", "read_labels", "render", "sample_scene",
+    "BACKGROUNDS",
+    "COLOURS",
+    "LABELS_NAME",
+    "SHAPES",
+    "SIZES",
+    "SPLITS",
+    "Scene",
+    "caption",
+    "captions",
+    "generate_corpus",
+    "heldout_combinations",
+    "make_item",
+    "read_labels",
+    "render",
+    "sample_scene",
     "seen_combinations",
 ]

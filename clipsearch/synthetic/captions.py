@@ -14,9 +14,14 @@ from clipsearch.synthetic.world import Scene
 COLOURLESS_RATE = 0.15
 _COUNT_WORDS = {1: ("a", "one"), 2: ("two",), 3: ("three",)}
 _POSITION_PHRASES = {
-    "top left": "in the top left corner", "top": "at the top", "top right": "in the top right corner",
-    "left": "on the left", "centre": "in the centre", "right": "on the right",
-    "bottom left": "in the bottom left corner", "bottom": "at the bottom",
+    "top left": "in the top left corner",
+    "top": "at the top",
+    "top right": "in the top right corner",
+    "left": "on the left",
+    "centre": "in the centre",
+    "right": "on the right",
+    "bottom left": "in the bottom left corner",
+    "bottom": "at the bottom",
     "bottom right": "in the bottom right corner",
 }
 

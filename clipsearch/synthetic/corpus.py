@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from clipsearch.synthetic.captions import captions
 from clipsearch.synthetic.draw import render

@@ -66,9 +66,18 @@ _OUTLINES: dict[str, list[tuple[float, float]]] = {
     "star": _star(5, 0.45),
     "hexagon": _regular(6, 0.0),
     "cross": [
-        (-_CROSS_ARM, -1), (_CROSS_ARM, -1), (_CROSS_ARM, -_CROSS_ARM), (1, -_CROSS_ARM),
-        (1, _CROSS_ARM), (_CROSS_ARM, _CROSS_ARM), (_CROSS_ARM, 1), (-_CROSS_ARM, 1),
-        (-_CROSS_ARM, _CROSS_ARM), (-1, _CROSS_ARM), (-1, -_CROSS_ARM), (-_CROSS_ARM, -_CROSS_ARM),
+        (-_CROSS_ARM, -1),
+        (_CROSS_ARM, -1),
+        (_CROSS_ARM, -_CROSS_ARM),
+        (1, -_CROSS_ARM),
+        (1, _CROSS_ARM),
+        (_CROSS_ARM, _CROSS_ARM),
+        (_CROSS_ARM, 1),
+        (-_CROSS_ARM, 1),
+        (-_CROSS_ARM, _CROSS_ARM),
+        (-1, _CROSS_ARM),
+        (-1, -_CROSS_ARM),
+        (-_CROSS_ARM, -_CROSS_ARM),
     ],
 }
 
@@ -79,7 +88,7 @@ def _polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> l
 
 
 def _draw_object(draw: ImageDraw.ImageDraw, scene: Scene, centre, angle: float, side: int) -> None:
-    fill = tuple(_clip(v + j) for v, j in zip(COLOURS[scene.colour], scene.jitter))
+    fill = tuple(_clip(v + j) for v, j in zip(COLOURS[scene.colour], scene.jitter, strict=False))
     radius = SIZES[scene.size] * side
     cx, cy = centre[0] * side, centre[1] * side
     if scene.shape == "circle":
@@ -95,6 +104,6 @@ def render(scene: Scene, size: int = 128) -> Image.Image:
     img = Image.new("RGB", (side, side), background)
     draw = ImageDraw.Draw(img)
     _draw_texture(draw, side, scene.texture, _texture_colour(background))
-    for centre, angle in zip(scene.centres, scene.angles):
+    for centre, angle in zip(scene.centres, scene.angles, strict=False):
         _draw_object(draw, scene, centre, angle, side)
     return img.resize((size, size), Image.Resampling.BOX)

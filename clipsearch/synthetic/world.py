@@ -32,9 +32,15 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 TEXTURES: tuple[str, ...] = ("plain", "striped", "checkered", "dotted")
 # A 3x3 grid of named regions, used only when a scene holds one object.
 POSITIONS: dict[str, tuple[int, int]] = {
-    "top left": (0, 0), "top": (1, 0), "top right": (2, 0),
-    "left": (0, 1), "centre": (1, 1), "right": (2, 1),
-    "bottom left": (0, 2), "bottom": (1, 2), "bottom right": (2, 2),
+    "top left": (0, 0),
+    "top": (1, 0),
+    "top right": (2, 0),
+    "left": (0, 1),
+    "centre": (1, 1),
+    "right": (2, 1),
+    "bottom left": (0, 2),
+    "bottom": (1, 2),
+    "bottom right": (2, 2),
 }
 # Colour+shape pairs that never appear in the train split: the held-out split uses
 # them to measure whether the model composes colour and shape it learnt separately.

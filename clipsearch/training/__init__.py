@@ -5,6 +5,17 @@ from clipsearch.training.loop import TrainConfig, TrainEvent, TrainResult, evalu
 from clipsearch.training.loss import clip_loss, distributed_clip_loss, gather_features
 
 __all__ = [
-    "Dataset", "Pair", "Skipped", "TrainConfig", "TrainEvent", "TrainResult", "clip_loss",
-    "distributed_clip_loss", "evaluate_model", "gather_features", "load_dataset", "read_pairs", "train",
+    "Dataset",
+    "Pair",
+    "Skipped",
+    "TrainConfig",
+    "TrainEvent",
+    "TrainResult",
+    "clip_loss",
+    "distributed_clip_loss",
+    "evaluate_model",
+    "gather_features",
+    "load_dataset",
+    "read_pairs",
+    "train",
 ]

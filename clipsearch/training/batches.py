@@ -21,7 +21,7 @@ class TokenTable:
     counts: np.ndarray  # how many captions image i has
 
     @classmethod
-    def build(cls, captions: list[tuple[str, ...]], tokenizer) -> "TokenTable":
+    def build(cls, captions: list[tuple[str, ...]], tokenizer) -> TokenTable:
         flat = [text for texts in captions for text in texts]
         counts = np.array([len(texts) for texts in captions], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices) -> "Dataset":
+    def subset(self, indices) -> Dataset:
         idx = list(indices)
         return Dataset(self.pixels[idx], [self.captions[i] for i in idx], [self.paths[i] for i in idx])
 

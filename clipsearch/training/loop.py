@@ -9,9 +9,10 @@ import contextlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,11 +23,10 @@ from clipsearch.models.openclip import autocast_dtype, resolve_device
 from clipsearch.training.batches import Batcher, TokenTable
 from clipsearch.training.data import Dataset, Skipped, load_dataset
 from clipsearch.training.distributed import DistInfo, barrier, init_distributed, shutdown
-from clipsearch.training.evaluate import evaluate_embeddings
+from clipsearch.training.evaluate import Scorer, evaluate_embeddings
 from clipsearch.training.loss import clamp_logit_scale, distributed_clip_loss
 from clipsearch.training.model import ModelBundle, from_arch, from_spec
 from clipsearch.training.schedule import make_optimizer, make_scheduler
-from clipsearch.synthetic.corpus import read_labels
 
 
 @dataclass
@@ -48,6 +48,7 @@ class TrainConfig:
     half: bool = False
     name: Optional[str] = None
     command: str = ""
+    scorer: Optional[Scorer] = None  # extra held-out metrics (the CLI passes the synthetic world's)
 
 
 @dataclass
@@ -83,21 +84,19 @@ def _bundle(cfg: TrainConfig) -> ModelBundle:
     return from_arch(cfg.arch or "cs-tiny", cfg.seed)
 
 
-def _split(dataset: Dataset, cfg: TrainConfig, pre, workers: int) -> tuple[Dataset, Dataset, list, list[Skipped]]:
-    """Train set, eval set, eval labels (synthetic corpora only), and skipped eval items."""
-    labels_source, skipped = Path(cfg.data), []
+def _split(dataset: Dataset, cfg: TrainConfig, pre, workers: int) -> tuple[Dataset, Dataset, list[Skipped]]:
+    """Train set, eval set, and skipped eval items."""
+    skipped: list[Skipped] = []
     if cfg.eval_data:
         evalset, skipped = load_dataset(cfg.eval_data, pre, workers)
-        train, labels_source = dataset, Path(cfg.eval_data)
+        train = dataset
     else:
         order = np.random.default_rng(cfg.seed).permutation(len(dataset))
         n_eval = min(2000, int(len(dataset) * cfg.val_fraction))
         if len(dataset) - n_eval < 2 or n_eval < 2:
             raise TrainingError(f"only {len(dataset)} usable images: too few to hold some out; pass --eval DATA")
         train, evalset = dataset.subset(sorted(order[n_eval:])), dataset.subset(sorted(order[:n_eval]))
-    table = read_labels(labels_source) if labels_source.is_dir() else {}
-    labels = [table.get(p.name) for p in evalset.paths]
-    return train, evalset, (labels if table and all(labels) else []), skipped
+    return train, evalset, skipped
 
 
 @torch.no_grad()
@@ -123,13 +122,14 @@ def _text_embedder(model, tokenizer, device):
     return embed
 
 
-def evaluate_model(model, tokenizer, pre, evalset: Dataset, labels: list, device) -> dict:
+def evaluate_model(model, tokenizer, pre, evalset: Dataset, device, scorer: Scorer | None = None) -> dict:
     was_training = model.training
     model.eval()
     try:
         images = _embed_images(model, evalset.pixels, pre, device)
         captions = [c[0] for c in evalset.captions]
-        return evaluate_embeddings(images, captions, labels, _text_embedder(model, tokenizer, device))
+        embed = _text_embedder(model, tokenizer, device)
+        return evaluate_embeddings(images, captions, list(evalset.paths), embed, scorer)
     finally:
         model.train(was_training)
 
@@ -146,12 +146,19 @@ def _metadata(cfg, bundle, info, stats: dict) -> dict:
         "seed": cfg.seed,
         "source": bundle.source,
         "hyperparameters": {
-            "epochs": cfg.epochs, "batch_size": cfg.batch_size, "global_batch_size": cfg.batch_size * info.world_size,
-            "lr": cfg.lr, "weight_decay": cfg.weight_decay, "warmup_steps": cfg.warmup,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "global_batch_size": cfg.batch_size * info.world_size,
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "warmup_steps": cfg.warmup,
         },
         "hardware": {
-            "device": stats["device"], "world_size": info.world_size, "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "platform": platform.platform(),
+            "device": stats["device"],
+            "world_size": info.world_size,
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
         },
         **{k: v for k, v in stats.items() if k != "device"},
     }
@@ -178,12 +185,12 @@ def _prepare(cfg: TrainConfig, report: Reporter):
     pre = bundle.preprocess_cfg
     report(TrainEvent("data", message=f"decoding images at {pre.size}x{pre.size}"))
     dataset, skipped = load_dataset(cfg.data, pre, cfg.workers)
-    train_set, evalset, labels, eval_skipped = _split(dataset, cfg, pre, cfg.workers)
-    return bundle, train_set, evalset, labels, skipped + eval_skipped
+    train_set, evalset, eval_skipped = _split(dataset, cfg, pre, cfg.workers)
+    return bundle, train_set, evalset, skipped + eval_skipped
 
 
 def _run(cfg: TrainConfig, info: DistInfo, device, started: float, report: Reporter) -> TrainResult:
-    bundle, train_set, evalset, labels, skipped = _prepare(cfg, report)
+    bundle, train_set, evalset, skipped = _prepare(cfg, report)
     for item in skipped:
         report(TrainEvent("skipped", message=f"skipping {item.item}: {item.reason}"))
     model = bundle.model.to(device).train()
@@ -213,16 +220,32 @@ def _run(cfg: TrainConfig, info: DistInfo, device, started: float, report: Repor
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         epoch_loss, step = _train_epoch(
-            wrapped, model, batcher, optimizer, scheduler, scaler, device, epoch, step, total,
-            (info, local_batch, global_batch, steps_per_epoch), report,
+            wrapped,
+            model,
+            batcher,
+            optimizer,
+            scheduler,
+            scaler,
+            device,
+            epoch,
+            step,
+            total,
+            (info, local_batch, global_batch, steps_per_epoch),
+            report,
         )
         barrier(info)
         if info.is_main:
-            metrics = evaluate_model(model, bundle.tokenizer, bundle.preprocess_cfg, evalset, labels, device)
+            metrics = evaluate_model(model, bundle.tokenizer, bundle.preprocess_cfg, evalset, device, cfg.scorer)
             history.append({"epoch": epoch, "train_loss": epoch_loss, **metrics})
             stats.update(_stats(cfg, train_set, evalset, skipped, history, started))
-            save_checkpoint(model, bundle.model_cfg, bundle.preprocess_cfg, cfg.out,
-                            _metadata(cfg, bundle, info, stats), half=cfg.half)
+            save_checkpoint(
+                model,
+                bundle.model_cfg,
+                bundle.preprocess_cfg,
+                cfg.out,
+                _metadata(cfg, bundle, info, stats),
+                half=cfg.half,
+            )
             report(TrainEvent("epoch", epoch=epoch, step=step, total_steps=total, loss=epoch_loss, metrics=metrics))
         barrier(info)
     final = history[-1] if history else {}
@@ -232,9 +255,11 @@ def _run(cfg: TrainConfig, info: DistInfo, device, started: float, report: Repor
 def _stats(cfg, train_set, evalset, skipped, history, started) -> dict:
     return {
         "data": {
-            "train": str(cfg.data), "train_images": len(train_set),
+            "train": str(cfg.data),
+            "train_images": len(train_set),
             "eval": str(cfg.eval_data) if cfg.eval_data else f"{cfg.val_fraction:.0%} of train data held out",
-            "eval_images": len(evalset), "skipped": len(skipped),
+            "eval_images": len(evalset),
+            "skipped": len(skipped),
         },
         "epochs_completed": len(history),
         "training_seconds": round(time.time() - started, 1),
@@ -252,7 +277,9 @@ def _train_epoch(wrapped, model, batcher, optimizer, scheduler, scaler, device, 
         images, texts = batcher.batch(order[start : start + local_batch])
         with _autocast(device):
             out = wrapped(image=images, text=texts)
-        image_features, text_features = (out["image_features"], out["text_features"]) if isinstance(out, dict) else out[:2]
+        image_features, text_features = (
+            (out["image_features"], out["text_features"]) if isinstance(out, dict) else out[:2]
+        )
         loss = distributed_clip_loss(image_features, text_features, model.logit_scale)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

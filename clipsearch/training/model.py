@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from clipsearch.errors import ModelError, TrainingError
 from clipsearch.imaging import PreprocessConfig
-from clipsearch.models import _open_clip, _preprocess_from, load_encoder, parse_model_spec
+from clipsearch.models import load_encoder, open_clip_with_configs, parse_model_spec, preprocess_config_of
 from clipsearch.models.checkpoint import read_config
 
 
@@ -25,7 +25,7 @@ class ModelBundle:
 
 def _arch_name(arch: str) -> str:
     """An architecture name, registering a .json config file first when one is given."""
-    open_clip = _open_clip()
+    open_clip = open_clip_with_configs()
     path = Path(arch).expanduser()
     if path.suffix == ".json":
         if not path.is_file():
@@ -42,17 +42,17 @@ def _arch_name(arch: str) -> str:
 
 def from_arch(arch: str, seed: int) -> ModelBundle:
     """A freshly initialised model (seeded, so a run is reproducible)."""
-    open_clip = _open_clip()
+    open_clip = open_clip_with_configs()
     name = _arch_name(arch)
     torch.manual_seed(seed)
     model = open_clip.create_model(name)
     model_cfg = open_clip.get_model_config(name)
-    return ModelBundle(model, model_cfg, _preprocess_from(model), open_clip.get_tokenizer(name), f"arch:{name}")
+    return ModelBundle(model, model_cfg, preprocess_config_of(model), open_clip.get_tokenizer(name), f"arch:{name}")
 
 
 def from_spec(spec: str) -> ModelBundle:
     """Start from any model load_encoder accepts (bundled, checkpoint folder, ARCH:TAG, random:ARCH)."""
-    open_clip = _open_clip()
+    open_clip = open_clip_with_configs()
     encoder = load_encoder(spec, device="cpu")
     parsed = parse_model_spec(spec)
     if parsed.kind in ("bundled", "checkpoint"):

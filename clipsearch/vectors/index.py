@@ -47,14 +47,21 @@ class VectorIndex:
         self.header = header
 
     @classmethod
-    def empty(cls, layout: Layout, dim: int, model_id: str, watermark: int = 0) -> "VectorIndex":
+    def empty(cls, layout: Layout, dim: int, model_id: str, watermark: int = 0) -> VectorIndex:
         if layout.kind == "flat":
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
             header = IndexHeader("flat", dim, model_id, watermark)
         else:
             index = faiss.index_factory(dim, layout.factory, faiss.METRIC_INNER_PRODUCT)
-            header = IndexHeader("ivfpq", dim, model_id, watermark, nlist=layout.nlist, nprobe=default_nprobe(layout.nlist),
-                                 factory=layout.factory)
+            header = IndexHeader(
+                "ivfpq",
+                dim,
+                model_id,
+                watermark,
+                nlist=layout.nlist,
+                nprobe=default_nprobe(layout.nlist),
+                factory=layout.factory,
+            )
         return cls(index, header)
 
     @property
@@ -78,17 +85,25 @@ class VectorIndex:
         if len(ids) == 0:
             return
         self.remove(ids)
-        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
+        self.index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
+        )
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids) and self.ntotal:
             self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; ids are -1 where fewer than k exist."""
         k = max(1, min(k, max(self.ntotal, 1)))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64)) if allowed_ids is not None else None
+        selector = (
+            faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+            if allowed_ids is not None
+            else None
+        )
         if self.kind == "ivfpq":
             params = faiss.SearchParametersIVF(nprobe=self.header.nprobe, sel=selector)
         else:
@@ -138,7 +153,7 @@ class VectorIndex:
             raise IndexFileError("no index file yet") from None
 
     @classmethod
-    def load(cls, path: Path) -> "VectorIndex":
+    def load(cls, path: Path) -> VectorIndex:
         try:
             data = Path(path).read_bytes()  # header and body from one read: a concurrent save renames, never mixes
         except FileNotFoundError:

@@ -54,7 +54,9 @@ def index_file_current(catalog: Catalog, path: Path, model_id: str) -> bool:
     return header.model_id == model_id and header.dim == catalog.dim() and header.watermark == catalog.current_seq()
 
 
-def open_index(catalog: Catalog, path: Path, model_id: str, flat_max: int, save: bool = True) -> tuple[VectorIndex, list[str]]:
+def open_index(
+    catalog: Catalog, path: Path, model_id: str, flat_max: int, save: bool = True
+) -> tuple[VectorIndex, list[str]]:
     """The store's index, current with the catalog. Returns it with notes worth telling the user."""
     notes: list[str] = []
     n = catalog.stats().images
