@@ -57,6 +57,7 @@ def test_wheel_installs_only_the_clipsearch_namespace(wheel):
         "clipsearch/ui/app.py",
         "clipsearch/migrations/script.py.mako",
         "clipsearch/models/configs/cs-tiny.json",
+        "clipsearch/models/vocab/clip_bpe_merges.txt.gz",
     ):
         assert data in names
 
