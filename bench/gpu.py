@@ -128,13 +128,13 @@ def main() -> None:
     from clipsearch.models import load_encoder
     from clipsearch.models.openclip import autocast_dtype
 
-    encoder = load_encoder(MODEL, device="cuda")
+    encoder = load_encoder(MODEL, device="cuda", runtime="torch")
     n12, n1, rounds, nvec = (128, 256, 2, 200_000) if args.quick else (512, 1024, 3, 1_000_000)
     res = {
         "machine": machine(),
         "quick": args.quick,
         "gpu": torch.cuda.get_device_name(0),
-        "amp": str(autocast_dtype(encoder.device)),
+        "amp": str(autocast_dtype(encoder.torch_device)),
         "sets": {},
     }
     import indexing_parts as P

@@ -13,7 +13,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import faiss
 import numpy as np
-import torch
 from common import arguments, chosen_sizes, command_line, fmt, machine, machine_line, publish, table, verdict
 from synth import DIM, MODEL_ID, catalog_matrix, make_world, query_vectors, synthetic_store
 
@@ -41,7 +40,10 @@ class VectorQueries(Encoder):
         self.model_id = MODEL_ID
         self.dim = vectors.shape[1]
         self.preprocess_cfg = PreprocessConfig(224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-        self.device = torch.device("cpu")
+        self.device = "cpu"
+        self.runtime = "torch"
+        self.spec = MODEL_ID
+        self.is_random = True
         self.context_length = 77
 
     def encode_texts(self, texts):

@@ -65,7 +65,7 @@ def measure_set(kind: str, n: int, encoder, rounds: int, sample: int) -> dict:
 def measure_tiny_reindex(n: int, cli_reps: int) -> dict:
     """Re-index cost grows with file count, so it is also measured on many small files (random:cs-tiny)."""
     folder = P.make_tiny_tree(n)
-    encoder = load_encoder("random:cs-tiny", device="cpu")
+    encoder = load_encoder("random:cs-tiny", device="cpu", runtime="torch")
     store, settings = P.fresh_store()
     store.bind(encoder)
     first = P.run_index(store.catalog, encoder, [folder], settings, P.IndexOptions())
@@ -237,7 +237,7 @@ def main() -> None:
     n, tiny_n = args.n or n, args.tiny_n or tiny_n
     sample = min(sample, n)
     res = {"machine": machine(), "quick": args.quick, "model": MODEL, "batch_size": BATCH, "rounds": rounds, "sets": {}}
-    encoder = load_encoder(MODEL, device="cpu")
+    encoder = load_encoder(MODEL, device="cpu", runtime="torch")
     P.model_only([np.zeros((224, 224, 3), np.uint8)] * 4, encoder, 4)  # warm-up
     for kind in ("12mp", "1mp"):
         res["sets"][kind] = measure_set(kind, n, encoder, rounds, sample)

@@ -69,7 +69,7 @@ def predecode(files: list[Path], cfg) -> list[np.ndarray]:
 
 def model_only(pixels: list[np.ndarray], encoder, batch_size: int) -> tuple[dict, np.ndarray]:
     """The same encoder, batch size and device on pre-decoded uint8 tensors."""
-    batches = [torch.from_numpy(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
+    batches = [np.stack(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
     t0 = time.perf_counter()
     out = [encoder.encode_images(b) for b in batches]
     seconds = time.perf_counter() - t0
@@ -92,7 +92,7 @@ def openclip_transform(encoder):
 
 @torch.inference_mode()
 def _embed_normalised(encoder, batch: list[torch.Tensor]) -> np.ndarray:
-    feats = encoder.model.encode_image(torch.stack(batch).to(encoder.device))
+    feats = encoder.model.encode_image(torch.stack(batch).to(encoder.torch_device))
     return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
 
 

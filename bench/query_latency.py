@@ -254,7 +254,7 @@ def main() -> None:
         "flat_max": Settings.from_env(home="/tmp").flat_max,
         "vectors": synth.__doc__,
     }
-    encoder = load_encoder(MODEL_ID, device="cpu")
+    encoder = load_encoder(MODEL_ID, device="cpu", runtime="torch")
     for n in sizes:
         res["sizes"].append(measure_n(n, encoder, n_queries, cold_reps))
         r = res["sizes"][-1]

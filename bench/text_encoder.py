@@ -56,7 +56,7 @@ def top10_overlap(a: np.ndarray, b: np.ndarray, mat: np.ndarray) -> float:
 
 
 def measure(spec: str, texts: list[str], mat: np.ndarray) -> dict:
-    enc = load_encoder(spec, device="cpu")
+    enc = load_encoder(spec, device="cpu", runtime="torch")
     fp32_ms, fp32 = latencies(enc.model, enc.tokenizer, texts)
     t = time.perf_counter()
     qmodel = quantised_copy(enc)

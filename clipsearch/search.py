@@ -124,7 +124,7 @@ class SearchService:
                 f"run `clipsearch index PATH` on a folder with pictures first"
             )
         encoder = store.load_encoder(model, device)
-        if store.settings.text_int8 and encoder.device.type == "cpu":  # a GPU encodes text fast enough in fp32
+        if store.settings.text_int8 and encoder.device == "cpu":  # a GPU encodes text fast enough in fp32
             encoder.quantize_text_tower()
         index, notes = store.vector_index()
         return cls(store, encoder, index, notes)

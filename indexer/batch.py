@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
 from clipsearch.indexer.decode import Decoded
@@ -24,7 +23,6 @@ class BatchWriter:
         self._records: list[ImageRecord] = []
         self._moves: list[Move] = []
         self._existing: dict[str, int] = {}
-        self._pin = encoder.device.type == "cuda"
 
     def add_decoded(self, item: Decoded, state: FileState | None) -> None:
         self._decoded.append((item, state))
@@ -48,9 +46,7 @@ class BatchWriter:
     def _embed(self) -> None:
         if not self._decoded:
             return
-        pixels = torch.from_numpy(np.stack([d.pixels for d, _ in self._decoded]))
-        if self._pin:
-            pixels = pixels.pin_memory()
+        pixels = np.stack([d.pixels for d, _ in self._decoded])
         vectors = self.encoder.encode_images(pixels)
         for (item, state), vector in zip(self._decoded, vectors, strict=False):
             f, info = item.file, item.info

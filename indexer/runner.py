@@ -64,7 +64,7 @@ def plan_root(catalog: Catalog, root: Root, summary: IndexSummary, thumbs: Thumb
 def _resolve_batch_size(options: IndexOptions, encoder: Encoder) -> int:
     if options.batch_size:
         return options.batch_size
-    return 256 if encoder.device.type == "cuda" else 32
+    return 256 if encoder.device == "cuda" else 32
 
 
 class _Run:

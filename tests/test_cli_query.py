@@ -286,7 +286,7 @@ def test_int8_text_encoder_is_opt_in_and_keeps_the_text_embeddings(indexed, monk
 
     from clipsearch.models import load_encoder
 
-    encoder = load_encoder(MODEL, device="cpu")
+    encoder = load_encoder(MODEL, device="cpu", runtime="torch")
     texts = ["a red square", "two blue circles on grey", "a photo of a dog on a beach", "ünïcödé 写真"]
     fp32, image = encoder.encode_texts(texts), encoder.encode_image(pattern_image(3))
     encoder.quantize_text_tower()

@@ -202,7 +202,7 @@ def test_train_cli_lowers_loss_and_writes_a_loadable_checkpoint(tmp_path):
     assert meta["seed"] == 3 and "--arch cs-tiny" in meta["command"]
     encoder = load_encoder(str(out), device="cpu")
     assert encoder.preprocess_cfg.size == 32
-    pixels = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+    pixels = np.zeros((2, 32, 32, 3), dtype=np.uint8)
     assert encoder.encode_images(pixels).shape == (2, encoder.dim)
     assert np.allclose(np.linalg.norm(encoder.encode_texts(["a red circle"]), axis=1), 1, atol=1e-4)
 

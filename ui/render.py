@@ -44,7 +44,7 @@ def store_status(store: Store, engine: Engine | None) -> None:
     if store.settings.database_url:
         sb.caption(f"Catalog: `{store.location}`")  # password hidden
     sb.markdown(f"**Model:** `{model.spec if model else 'none yet'}`")
-    if engine is not None and getattr(engine.service.encoder, "is_random", False):
+    if engine is not None and engine.service.encoder.is_random:
         sb.warning("This model has random weights: rankings are meaningless (tests and demos only).")
     left, right = sb.columns(2)
     left.metric("Images indexed", stats.images)

@@ -76,7 +76,7 @@ def open_store(ctx: typer.Context, settings: Settings | None = None):
 
 
 def warn_if_random(encoder) -> None:
-    if getattr(encoder, "is_random", False):
+    if encoder.is_random:
         err(
             f"warning: {encoder.model_id} has random weights; rankings are meaningless "
             "(use it for tests and benchmarks only)"

@@ -13,12 +13,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-
-import torch
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING
 
 from clipsearch.errors import ModelError
 from clipsearch.imaging import PreprocessConfig
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -29,10 +30,15 @@ def is_checkpoint_dir(path: Path) -> bool:
 
 
 def weights_digest(path: Path) -> str:
+    return file_digest(path / WEIGHTS_NAME)
+
+
+def file_digest(path: Path) -> str:
+    """12 hex digits of the file's SHA-256."""
     # One `clipsearch index` asks for the id several times (mismatch check, load, bind);
     # large weights are read once per file version.
-    st = os.stat(path / WEIGHTS_NAME)
-    return _file_digest(str(path / WEIGHTS_NAME), st.st_size, st.st_mtime_ns)
+    st = os.stat(path)
+    return _file_digest(str(path), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
@@ -69,6 +75,8 @@ def save_checkpoint(
     half: bool = False,
 ) -> Path:
     """Write weights and config; the weights file is replaced atomically."""
+    from safetensors.torch import save_file  # torch, only where a checkpoint is written
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {

@@ -1,10 +1,17 @@
-"""The open_clip backend: pretrained tags, local checkpoints and random initialisation."""
+"""The torch runtime: open_clip models (pretrained tags, checkpoints, random init) on CPU or GPU.
+
+torch and open_clip are imported here only, so that loading this module is the moment a
+process pays for them. It trains, indexes on a GPU in mixed precision, and is the reference
+that ONNX exports are checked against.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +19,9 @@ import torch
 from clipsearch.errors import ModelError
 from clipsearch.imaging import PreprocessConfig
 from clipsearch.models.base import Encoder
+from clipsearch.models.spec import CONFIGS_DIR, ModelSpec, bundled_models, model_id_for
+
+RANDOM_SEED = 0
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -35,12 +45,18 @@ class OpenClipEncoder(Encoder):
         preprocess_cfg: PreprocessConfig,
         model_id: str,
         device: torch.device,
+        spec: str = "",
+        is_random: bool = False,
     ):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.preprocess_cfg = preprocess_cfg
         self.model_id = model_id
-        self.device = device
+        self.spec = spec or model_id
+        self.is_random = is_random
+        self.runtime = "torch"
+        self.torch_device = device
+        self.device = device.type
         self.context_length = int(getattr(tokenizer, "context_length", 77))
         self._mean = torch.tensor(preprocess_cfg.mean, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(preprocess_cfg.std, device=device).view(1, 3, 1, 1)
@@ -52,16 +68,19 @@ class OpenClipEncoder(Encoder):
     def _autocast(self):
         if self._amp is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self._amp)
+        return torch.autocast(device_type=self.device, dtype=self._amp)
 
-    def normalise_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+    def normalise_pixels(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 NHWC -> float NCHW normalised with the model's mean/std, on the device."""
-        non_blocking = self.device.type == "cuda"
-        x = pixels.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(np.ascontiguousarray(pixels))
+        if self.device == "cuda":
+            # Pinned memory lets the copy overlap the previous batch's compute.
+            x = x.pin_memory().to(self.torch_device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
         return (x - self._mean) / self._std
 
     @torch.inference_mode()
-    def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         x = self.normalise_pixels(pixels)
         with self._autocast():
             features = self.model.encode_image(x)
@@ -70,7 +89,7 @@ class OpenClipEncoder(Encoder):
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        tokens = self.tokenizer(list(texts)).to(self.device)
+        tokens = self.tokenizer(list(texts)).to(self.torch_device)
         with self._autocast():
             features = self.model.encode_text(tokens)
         features = torch.nn.functional.normalize(features.float(), dim=-1)
@@ -83,7 +102,7 @@ class OpenClipEncoder(Encoder):
         min cosine 0.999 with fp32 and 0.94 top-10 overlap. Opt-in, because trained weights were
         not available to check that rankings hold (CLIPSEARCH_TEXT_INT8).
         """
-        if self.device.type != "cpu":
+        if self.device != "cpu":
             raise ModelError(
                 "the int8 text encoder runs on the CPU only; unset CLIPSEARCH_TEXT_INT8 or use --device cpu"
             )
@@ -108,3 +127,108 @@ class OpenClipEncoder(Encoder):
         if encode is None:
             return 0
         return len(encode(text)) + 2  # start and end tokens
+
+
+_configs_registered = False
+
+
+def open_clip_with_configs():
+    """open_clip, with clipsearch's own architecture configs registered (once)."""
+    global _configs_registered
+    import open_clip
+
+    if not _configs_registered:
+        open_clip.add_model_config(CONFIGS_DIR)
+        _configs_registered = True
+    return open_clip
+
+
+def preprocess_config_of(model) -> PreprocessConfig:
+    cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
+    if not cfg:
+        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+        cfg = {"size": model.visual.image_size, "mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD}
+    return PreprocessConfig.from_dict(cfg)
+
+
+def _create(open_clip, name: str, pretrained: str | None, cache_dir: Path | None):
+    try:
+        return open_clip.create_model(name, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None)
+    except RuntimeError as exc:
+        if "not found in built-ins" in str(exc):
+            raise ModelError(
+                f"unknown architecture {name!r}; "
+                '`python -c "import open_clip; print(open_clip.list_models())"` lists them'
+            ) from None
+        raise
+
+
+def _download_reason(exc: Exception) -> str:
+    text = str(exc)
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return "downloads are switched off (HF_HUB_OFFLINE is set) and the weights are not in the cache"
+    if "Internet connection" in text or "local cache" in text or "Name or service" in text:
+        return "the model hub is not reachable and the weights are not in the cache"
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+def build_model(parsed: ModelSpec, spec: str, cache_dir: Path | None):
+    """The open_clip model and its tokenizer for a torch-loadable spec (on the CPU, fp32, eval mode)."""
+    open_clip = open_clip_with_configs()
+    if parsed.kind in ("bundled", "checkpoint"):
+        name = f"local-dir:{parsed.path}"
+        try:
+            model = open_clip.create_model(name)
+        except Exception as exc:
+            raise ModelError(f"cannot load checkpoint {parsed.path}: {exc}") from None
+        return model.float().eval(), open_clip.get_tokenizer(name)
+    if parsed.kind == "random":
+        # Seeded so that every process builds the same random model: a store indexed
+        # with random:ARCH must be queryable by a later process.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            model = _create(open_clip, parsed.arch, None, None)
+    elif parsed.kind == "file":
+        try:
+            model = _create(open_clip, parsed.arch, str(parsed.path), None)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"cannot load weights {parsed.path} into {parsed.arch}: {exc}") from None
+    elif parsed.kind == "pretrained":
+        model = _pretrained(open_clip, parsed, spec, cache_dir)
+    else:
+        raise ModelError(f"{spec} is an ONNX model; it runs on ONNX Runtime only (use --runtime onnx)")
+    return model.eval(), open_clip.get_tokenizer(parsed.arch)
+
+
+def _pretrained(open_clip, parsed: ModelSpec, spec: str, cache_dir: Path | None):
+    known = open_clip.list_pretrained_tags_by_model(parsed.arch)
+    if parsed.arch in open_clip.list_models() and parsed.tag not in known:
+        raise ModelError(
+            f"{parsed.arch} has no pretrained tag {parsed.tag!r}; known tags: {', '.join(known) or 'none'}"
+        )
+    try:
+        return _create(open_clip, parsed.arch, parsed.tag, cache_dir)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"could not download or load {spec}: {_download_reason(exc)}. The weights are fetched once "
+            f"from the model hub into {cache_dir or 'the model cache'}; check your internet connection, "
+            "or use a local checkpoint folder or a bundled model "
+            f"({', '.join(bundled_models()) or 'none installed'})"
+        ) from None
+
+
+def load_torch_encoder(
+    parsed: ModelSpec, spec: str, device: str = "auto", cache_dir: Path | None = None
+) -> OpenClipEncoder:
+    dev = resolve_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    model, tokenizer = build_model(parsed, spec, cache_dir)
+    return OpenClipEncoder(
+        model, tokenizer, preprocess_config_of(model), model_id_for(parsed), dev, spec=spec, is_random=parsed.is_random
+    )

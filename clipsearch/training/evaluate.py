@@ -33,9 +33,7 @@ def evaluate_encoder(
     encoder, pixels: np.ndarray, captions: list[str], paths: list[Path], scorer: Scorer | None = None, batch: int = 256
 ) -> dict:
     """Score a loaded encoder (e.g. a shipped checkpoint) exactly as the indexer would embed."""
-    import torch
-
-    chunks = [encoder.encode_images(torch.from_numpy(pixels[i : i + batch])) for i in range(0, len(pixels), batch)]
+    chunks = [encoder.encode_images(pixels[i : i + batch]) for i in range(0, len(pixels), batch)]
 
     def embed(texts: list[str]) -> np.ndarray:
         return np.concatenate([encoder.encode_texts(texts[i : i + batch]) for i in range(0, len(texts), batch)])

@@ -10,8 +10,9 @@ import torch
 
 from clipsearch.errors import ModelError, TrainingError
 from clipsearch.imaging import PreprocessConfig
-from clipsearch.models import load_encoder, open_clip_with_configs, parse_model_spec, preprocess_config_of
+from clipsearch.models import load_encoder, parse_model_spec
 from clipsearch.models.checkpoint import read_config
+from clipsearch.models.openclip import open_clip_with_configs, preprocess_config_of
 
 
 @dataclass
@@ -53,7 +54,7 @@ def from_arch(arch: str, seed: int) -> ModelBundle:
 def from_spec(spec: str) -> ModelBundle:
     """Start from any model load_encoder accepts (bundled, checkpoint folder, ARCH:TAG, random:ARCH)."""
     open_clip = open_clip_with_configs()
-    encoder = load_encoder(spec, device="cpu")
+    encoder = load_encoder(spec, device="cpu", runtime="torch")
     parsed = parse_model_spec(spec)
     if parsed.kind in ("bundled", "checkpoint"):
         model_cfg = read_config(parsed.path).get("model_cfg")

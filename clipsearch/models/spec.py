@@ -1,0 +1,126 @@
+"""What a ``--model`` spec names, and the id a store records for it, without loading anything.
+
+Specs, in the order they are tried:
+  NAME            a model that ships inside the package (see ``bundled_models()``)
+  PATH            a checkpoint folder written by ``clipsearch train`` (open_clip's local-dir layout),
+                  or a folder of ONNX towers in the Immich model-repository layout
+  random:ARCH     random weights for tests and benchmarks; rankings are meaningless
+  hf:OWNER/REPO   ONNX towers in the Immich layout, downloaded once from the Hugging Face hub
+  ARCH:TAG        open_clip pretrained weights, downloaded once into the model cache
+  ARCH:FILE       open_clip architecture with weights from a local .safetensors/.pt file
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipsearch.errors import ModelError
+from clipsearch.models.checkpoint import checkpoint_model_id, file_digest, is_checkpoint_dir
+from clipsearch.models.layout import is_onnx_dir, onnx_dir_model_id
+
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+CONFIGS_DIR = Path(__file__).parent / "configs"
+HUB_PREFIX = "hf:"
+
+
+def bundled_models() -> list[str]:
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if is_checkpoint_dir(p))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str  # bundled | checkpoint | onnx | hub | random | pretrained | file
+    arch: str | None = None
+    tag: str | None = None  # open_clip pretrained tag; the repository id for "hub"
+    path: Path | None = None
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    @property
+    def needs_torch_model(self) -> bool:
+        """Whether only torch can load it (ONNX Runtime then needs an export first)."""
+        return self.kind not in ("onnx", "hub")
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    spec = spec.strip()
+    if not spec:
+        raise ModelError("empty --model; pass e.g. ViT-B-32-256:datacomp_s34b_b86k")
+    if spec in bundled_models():
+        return ModelSpec("bundled", path=BUNDLED_DIR / spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if is_onnx_dir(path):
+            return ModelSpec("onnx", path=path.resolve())
+        if not is_checkpoint_dir(path):
+            raise ModelError(
+                f"{path} is a folder but not a model: no open_clip_config.json (a checkpoint) "
+                "and no visual/model.onnx + textual/model.onnx + config.json (ONNX towers)"
+            )
+        return ModelSpec("checkpoint", path=path.resolve())
+    if spec.startswith("random:"):
+        return ModelSpec("random", arch=spec.split(":", 1)[1])
+    if spec.startswith(HUB_PREFIX):
+        repo = spec[len(HUB_PREFIX) :]
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise ModelError(f"{spec!r}: a hub model is hf:OWNER/REPO, e.g. hf:immich-app/ViT-B-32__openai")
+        return ModelSpec("hub", tag=repo)
+    if ":" in spec:
+        arch, tag = spec.split(":", 1)
+        tag_path = Path(tag).expanduser()
+        if tag_path.suffix in (".safetensors", ".pt", ".pth", ".bin") or tag_path.is_file():
+            if not tag_path.is_file():
+                raise ModelError(f"weights file {tag_path} does not exist")
+            return ModelSpec("file", arch=arch, path=tag_path.resolve())
+        return ModelSpec("pretrained", arch=arch, tag=tag)
+    if looks_like_path(spec):
+        raise ModelError(f"model path {spec} does not exist")
+    raise ModelError(
+        f"unknown model {spec!r}: use ARCH:TAG (e.g. ViT-B-32-256:datacomp_s34b_b86k), a checkpoint "
+        f"or ONNX folder, hf:OWNER/REPO, random:ARCH, or a bundled model "
+        f"({', '.join(bundled_models()) or 'none installed'})"
+    )
+
+
+def looks_like_path(spec: str) -> bool:
+    return os.sep in spec or spec.startswith(".") or spec.startswith("~")
+
+
+def model_id_for(spec: str | ModelSpec) -> str:
+    """The id a store records for this spec, computed without loading weights.
+
+    It names the weights, not the runtime: a store indexed on torch is queried on ONNX Runtime.
+    """
+    parsed = parse_model_spec(spec) if isinstance(spec, str) else spec
+    if parsed.kind in ("bundled", "checkpoint"):
+        return checkpoint_model_id(parsed.path)
+    if parsed.kind == "onnx":
+        return onnx_dir_model_id(parsed.path)
+    if parsed.kind == "hub":
+        return f"{HUB_PREFIX}{parsed.tag}"
+    if parsed.kind == "random":
+        return f"random:{parsed.arch}"
+    if parsed.kind == "file":
+        return f"{parsed.arch}:{parsed.path.name}"
+    return f"{parsed.arch}:{parsed.tag}"
+
+
+def weights_key(parsed: ModelSpec) -> str:
+    """The model cache's key for a torch-loadable model's ONNX export: its weights, by hash where they are a file."""
+    if parsed.kind in ("bundled", "checkpoint"):
+        return checkpoint_model_id(parsed.path).replace("@", "-")
+    if parsed.kind == "file":
+        return f"{parsed.arch}-{file_digest(parsed.path)}"
+    if parsed.kind == "random":
+        # Random initialisation is seeded but belongs to the installed open_clip and torch.
+        from importlib.metadata import version
+
+        return f"random-{parsed.arch}-open_clip{version('open_clip_torch')}-torch{version('torch')}"
+    # A pretrained tag names fixed published weights; hashing them would mean downloading them.
+    return f"{parsed.arch}-{parsed.tag}"
