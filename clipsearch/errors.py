@@ -43,3 +43,11 @@ class ImageDecodeError(ClipsearchError):
 
 class TrainingError(ClipsearchError):
     """Training data or configuration is unusable."""
+
+
+class OriginalMissingError(StoreError):
+    """An indexed file is no longer on disk."""
+
+
+class OriginalChangedError(StoreError):
+    """The file at an indexed path is no longer the one the catalog row describes; it is not served."""

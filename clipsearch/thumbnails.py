@@ -126,7 +126,10 @@ class Thumbnails:
             cached = self.path_for(digest)
             if cached.is_file():
                 return cached.read_bytes()
-        data = read_original(original)
+        return self.make(read_original(original))
+
+    def make(self, data: bytes) -> bytes:
+        """The thumbnail of an original's bytes, kept in the cache when the home is writable."""
         rgb, _info = load_rgb(data, self.max_megapixels, min_side=self.side)
         # Keyed by the bytes actually read: if the file changed since it was indexed,
         # its old hash must not end up showing the new picture.
