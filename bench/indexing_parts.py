@@ -179,7 +179,7 @@ def db_write_ms(n: int, dim: int, encoder, batch_size: int) -> float:
                 )
             )
         t = time.perf_counter()
-        store.catalog.write(recs, {}, model_id=encoder.model_id)
+        store.catalog.writes.write(recs, {}, model_id=encoder.model_id)
         took += time.perf_counter() - t
     drop_store(store, settings)
     return took * 1000 / n
@@ -226,11 +226,11 @@ def reindex_parts(folder: Path, store: Store, settings: Settings) -> dict:
     list(scan(root, []))
     out["scan"] = time.perf_counter() - t
     t = time.perf_counter()
-    states = store.catalog.file_states(root.path, root.is_dir)
+    states = store.catalog.writes.file_states(root.path, root.is_dir)
     out["catalog_file_states"] = time.perf_counter() - t
     thumbs = Thumbnails.for_settings(settings)
     t = time.perf_counter()
-    [covered] = thumbs.covers([root.path], store.catalog.current_seq())
+    [covered] = thumbs.covers([root.path], store.catalog.facts.current_seq())
     out["thumbnail_marks_check"] = time.perf_counter() - t
     out["thumbnail_marks_hold"] = covered
     t = time.perf_counter()

@@ -98,7 +98,7 @@ def synthetic_store(n: int, seed: int = 0) -> tuple[Path, dict]:
         return home, json.loads(info_path.read_text())
     shutil.rmtree(home, ignore_errors=True)
     store = Store.open(Settings(home=home))
-    store.catalog.bind_model(MODEL_ID, MODEL_ID, DIM)
+    store.catalog.facts.bind_model(MODEL_ID, MODEL_ID, DIM)
     world = make_world(n, seed)
     t0 = time.perf_counter()
     written = 0.0
@@ -106,7 +106,7 @@ def synthetic_store(n: int, seed: int = 0) -> tuple[Path, dict]:
         for b in range(0, len(vectors), WRITE_BATCH):
             recs = _records(start + b, vectors[b : b + WRITE_BATCH])
             t = time.perf_counter()
-            store.catalog.write(recs, {}, model_id=MODEL_ID)
+            store.catalog.writes.write(recs, {}, model_id=MODEL_ID)
             written += time.perf_counter() - t
     info = {
         "n": n,
@@ -123,7 +123,7 @@ def synthetic_store(n: int, seed: int = 0) -> tuple[Path, dict]:
 def catalog_matrix(store: Store) -> tuple[np.ndarray, np.ndarray]:
     """(ids, float32 vectors) of every stored vector, as the catalog returns them (float16 decoded)."""
     ids, vecs = [], []
-    for i, v in store.catalog.iter_vectors():
+    for i, v in store.catalog.vectors.changed():
         ids.append(i)
         vecs.append(v)
     return np.concatenate(ids), np.ascontiguousarray(np.concatenate(vecs))

@@ -117,7 +117,7 @@ class SearchService:
     @classmethod
     def open(cls, store: Store, model: str | None = None, device: str = "auto") -> SearchService:
         store.require_model()
-        if store.catalog.stats().images == 0:
+        if store.catalog.facts.stats().images == 0:
             # Bound to a model but holding nothing (only empty or failed files were indexed).
             raise EmptyStoreError(
                 f"the store in {store.settings.home} holds no indexed images yet; "
@@ -145,7 +145,7 @@ class SearchService:
         if req.image is not None:
             parts.append(self.encoder.encode_image(req.image))
         if req.image_id is not None:
-            ids, vectors = self.store.catalog.fetch_vectors([req.image_id])
+            ids, vectors = self.store.catalog.vectors.fetch([req.image_id])
             if not len(ids):
                 raise QueryError(f"image {req.image_id} is not in the catalog (deleted or failed)")
             parts.append(vectors[0])
@@ -167,7 +167,7 @@ class SearchService:
             ids, scores = ids[keep], scores[keep]
         ids, scores = ids[req.offset : req.offset + req.k], scores[req.offset : req.offset + req.k]
         t2 = time.perf_counter()
-        meta = self.store.catalog.fetch_meta(ids)
+        meta = self.store.catalog.results.meta(ids)
         hits = [
             _hit(req.offset + i + 1, meta[int(i_)], float(s))
             for i, (i_, s) in enumerate(zip(ids, scores, strict=False))
@@ -183,9 +183,11 @@ class SearchService:
         t = time.perf_counter()
         if req.has_filters:
             folder = _folder_prefix(req.folder) if req.folder else None
-            allowed = self.store.catalog.filtered_ids(folder, req.taken_after, req.taken_before, EXACT_FILTER_MAX)
+            allowed = self.store.catalog.results.filtered_ids(
+                folder, req.taken_after, req.taken_before, EXACT_FILTER_MAX
+            )
             if allowed is not None:
-                ids, vectors = self.store.catalog.fetch_vectors(allowed)
+                ids, vectors = self.store.catalog.vectors.fetch(allowed)
                 timings["ann_ms"] = (time.perf_counter() - t) * 1000
                 return _top(ids, vectors @ q, want)
         candidates = self._ann(q, want, req, timings)
@@ -193,7 +195,7 @@ class SearchService:
         if self.index.kind == "flat" and not req.has_filters:
             ids, scores = candidates
         else:
-            ids, vectors = self.store.catalog.fetch_vectors(candidates[0])
+            ids, vectors = self.store.catalog.vectors.fetch(candidates[0])
             ids, scores = _top(ids, vectors @ q, want)
         timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         return ids, scores
@@ -217,7 +219,7 @@ class SearchService:
         return ids, scores
 
     def _matching(self, ids: np.ndarray, req: SearchRequest) -> np.ndarray:
-        meta = self.store.catalog.fetch_meta(ids)
+        meta = self.store.catalog.results.meta(ids)
         folder = _folder_prefix(req.folder) if req.folder else None
 
         def ok(i: int) -> bool:

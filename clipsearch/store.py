@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clipsearch.catalog import Catalog, StoreModel
-from clipsearch.catalog.store import check_model, safe_url
+from clipsearch.catalog.engine import safe_url
+from clipsearch.catalog.facts import check_model
 from clipsearch.errors import EmptyStoreError, StoreError
 from clipsearch.models import Encoder, load_encoder, model_id_for
 from clipsearch.settings import DEFAULT_MODEL, Settings
@@ -30,7 +31,7 @@ class Store:
 
     @property
     def model(self) -> StoreModel | None:
-        return self.catalog.store_model()
+        return self.catalog.facts.model()
 
     def resolve_model(self, requested: str | None) -> str:
         """The model spec to use: the requested one if compatible, else the store's own."""
@@ -47,7 +48,7 @@ class Store:
         return load_encoder(spec, device=device, cache_dir=self.settings.model_cache)
 
     def bind(self, encoder: Encoder) -> None:
-        self.catalog.bind_model(encoder.model_id, encoder.spec, encoder.dim)
+        self.catalog.facts.bind_model(encoder.model_id, encoder.spec, encoder.dim)
 
     def require_model(self) -> StoreModel:
         model = self.model

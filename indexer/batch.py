@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
+from clipsearch.catalog import FileState, ImageRecord, Move
+from clipsearch.catalog.writes import IndexWrites
 from clipsearch.indexer.decode import Decoded
 from clipsearch.indexer.summary import IndexSummary
 from clipsearch.models import Encoder
@@ -14,8 +15,8 @@ MAX_PENDING_ROWS = 500
 
 
 class BatchWriter:
-    def __init__(self, catalog: Catalog, encoder: Encoder, batch_size: int, summary: IndexSummary):
-        self.catalog = catalog
+    def __init__(self, writes: IndexWrites, encoder: Encoder, batch_size: int, summary: IndexSummary):
+        self.writes = writes
         self.encoder = encoder
         self.batch_size = batch_size
         self.summary = summary
@@ -77,5 +78,5 @@ class BatchWriter:
     def flush(self) -> None:
         self._embed()
         if self._records or self._moves:
-            self.catalog.write(self._records, self._existing, self._moves, model_id=self.encoder.model_id)
+            self.writes.write(self._records, self._existing, self._moves, model_id=self.encoder.model_id)
         self._records, self._moves, self._existing = [], [], {}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
+from clipsearch.catalog.writes import IndexWrites
 from clipsearch.indexer.batch import BatchWriter
 from clipsearch.indexer.decode import DecodeJob, Failed, KnownContent, decode
 from clipsearch.indexer.scan import Root, resolve_roots, scan
@@ -33,11 +34,11 @@ class Plan:
     missing: dict[str, FileState]  # path -> row, known but not found on disk
 
 
-def plan_root(catalog: Catalog, root: Root, summary: IndexSummary, thumbs: Thumbnails | None = None) -> Plan:
+def plan_root(writes: IndexWrites, root: Root, summary: IndexSummary, thumbs: Thumbnails | None = None) -> Plan:
     """The decode jobs for one root; with `thumbs`, unchanged images lacking a thumbnail are read again for it."""
     # Sequential on purpose: reading the catalog in a thread beside the walk made an unchanged
     # re-index of 20k files 25% slower here (the two threads hand the GIL back and forth).
-    states = catalog.file_states(root.path, root.is_dir)
+    states = writes.file_states(root.path, root.is_dir)
     have_thumbs = thumbs.existing() if thumbs is not None else set()
     unreadable: list[str] = []
     jobs, existing = [], {}
@@ -131,21 +132,22 @@ def run_index(
     summary = IndexSummary()
     roots = resolve_roots(paths)
     thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
-    seq = catalog.current_seq()
+    seq = catalog.facts.current_seq()
     covered = thumbs.covers([root.path for root in roots], seq) if thumbs is not None else [False] * len(roots)
     plans = [
-        plan_root(catalog, root, summary, None if done else thumbs) for root, done in zip(roots, covered, strict=False)
+        plan_root(catalog.writes, root, summary, None if done else thumbs)
+        for root, done in zip(roots, covered, strict=False)
     ]
     total = sum(len(p.jobs) for p in plans)
     if on_total:
         on_total(total)
     if total:
         encoder = encoder if isinstance(encoder, Encoder) else encoder()
-        _read_and_write(catalog, encoder, plans, settings, thumbs, options, summary, on_progress)
+        _read_and_write(catalog.writes, encoder, plans, settings, thumbs, options, summary, on_progress)
     for plan in plans:
-        _sweep(catalog, plan, summary)
+        _sweep(catalog.writes, plan, summary)
     if thumbs is not None:
-        now = catalog.current_seq()
+        now = catalog.facts.current_seq()
         if not (all(covered) and now == seq):
             # Every image under these roots now has its thumbnail (an interrupted run never gets here).
             thumbs.mark_covered([root.path for root in roots], now)
@@ -154,11 +156,11 @@ def run_index(
 
 
 def _read_and_write(
-    catalog, encoder: Encoder, plans: list[Plan], settings, thumbs, options, summary, on_progress
+    writes: IndexWrites, encoder: Encoder, plans: list[Plan], settings, thumbs, options, summary, on_progress
 ) -> None:
     batch_size = _resolve_batch_size(options, encoder)
     workers = options.workers or max(2, os.cpu_count() or 2)
-    writer = BatchWriter(catalog, encoder, batch_size, summary)
+    writer = BatchWriter(writes, encoder, batch_size, summary)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         for plan in plans:
             run = _Run(plan, writer, summary)
@@ -166,9 +168,9 @@ def _read_and_write(
             writer.flush()
 
 
-def _sweep(catalog: Catalog, plan: Plan, summary: IndexSummary) -> None:
+def _sweep(writes: IndexWrites, plan: Plan, summary: IndexSummary) -> None:
     if plan.missing:
-        catalog.write([], {}, deleted=[s.id for s in plan.missing.values()])
+        writes.write([], {}, deleted=[s.id for s in plan.missing.values()])
         summary.removed += len(plan.missing)
 
 

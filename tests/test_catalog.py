@@ -12,9 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from clipsearch.catalog import Catalog, ImageRecord, Move, migrate
+from clipsearch.catalog.engine import make_engine
 from clipsearch.catalog.migrate import current_revision, head_revision
 from clipsearch.catalog.schema import Base
-from clipsearch.catalog.store import make_engine
 from clipsearch.errors import ModelMismatchError, StoreError
 
 DIM = 16
@@ -47,13 +47,13 @@ def db(tmp_path):
 def catalog(backend):
     # `backend`: SQLite, and in CI also PostgreSQL (tests/conftest.py).
     cat = Catalog.open(backend)
-    cat.bind_model("m:test", "m:test", DIM)
+    cat.facts.bind_model("m:test", "m:test", DIM)
     yield cat
     cat.close()
 
 
 def ids_by_name(catalog: Catalog) -> dict[str, int]:
-    return {m.path.rsplit("/", 1)[1]: m.id for m in catalog.fetch_meta(range(1, 1000)).values()}
+    return {m.path.rsplit("/", 1)[1]: m.id for m in catalog.results.meta(range(1, 1000)).values()}
 
 
 def test_open_creates_schema_at_alembic_head(db):
@@ -67,15 +67,15 @@ def test_open_creates_schema_at_alembic_head(db):
         assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         con.close()
-        assert catalog.store_model() is None and catalog.current_seq() == 0
+        assert catalog.facts.model() is None and catalog.facts.current_seq() == 0
     finally:
         catalog.close()
     # Reopening an up-to-date store is a no-op that keeps the data.
     again = Catalog.open(f"sqlite:///{db}")
-    again.set_meta("probe", "kept")
+    again.facts.set("probe", "kept")
     again.close()
     third = Catalog.open(f"sqlite:///{db}")
-    assert third.get_meta("probe") == "kept"
+    assert third.facts.get("probe") == "kept"
     third.close()
 
 
@@ -110,8 +110,8 @@ def test_vectors_round_trip_as_float16(catalog):
         )
         for i in range(30)
     ]
-    catalog.write(records, {}, model_id="m:test")
-    ids, vectors = catalog.fetch_vectors(range(1, 31))
+    catalog.writes.write(records, {}, model_id="m:test")
+    ids, vectors = catalog.vectors.fetch(range(1, 31))
     assert vectors.dtype == np.float32 and vectors.shape == (30, DIM)
     expected = np.stack([unit(i) for i in range(30)])
     order = np.argsort(ids)
@@ -124,85 +124,85 @@ def test_vectors_round_trip_as_float16(catalog):
     assert {m for _, m, _, _ in blobs} == {"m:test"}
     assert [s for _, _, s, _ in blobs] == list(range(1, 31))
 
-    it_ids, it_vecs = zip(*catalog.iter_vectors(chunk=7), strict=False)
+    it_ids, it_vecs = zip(*catalog.vectors.changed(chunk=7), strict=False)
     assert sum(len(i) for i in it_ids) == 30
     np.testing.assert_array_equal(np.concatenate(it_ids), np.sort(ids))
-    assert len(catalog.sample_vectors(10)) == 10
+    assert len(catalog.vectors.sample(10)) == 10
 
-    meta = catalog.fetch_meta([ids[0]])[int(ids[0])]
+    meta = catalog.results.meta([ids[0]])[int(ids[0])]
     assert (meta.width, meta.height, meta.camera, meta.taken_at) == (
         64,
         48,
         "Canon EOS 5D",
         datetime(2021, 6, 15, 10, 30),
     )
-    stats = catalog.stats()
+    stats = catalog.facts.stats()
     assert (stats.images, stats.failed, stats.seq) == (30, 0, 30)
 
 
 def test_sequence_tombstones_and_watermark_reads(catalog):
-    catalog.write(
+    catalog.writes.write(
         [rec("a.jpg", 1), rec("b.jpg", 2), rec("c.jpg", 3), rec("bad.jpg", None, status="failed", error="nope")],
         {},
         model_id="m:test",
     )
     ids = ids_by_name(catalog)
-    assert catalog.current_seq() == 3  # failed rows carry no vector and take no sequence number
-    assert catalog.failures() == [("/photos/bad.jpg", "nope")]
-    assert catalog.stats().failed == 1
+    assert catalog.facts.current_seq() == 3  # failed rows carry no vector and take no sequence number
+    assert catalog.facts.failures() == [("/photos/bad.jpg", "nope")]
+    assert catalog.facts.stats().failed == 1
 
     # b.jpg re-embedded (new content), c.jpg now fails to decode, a.jpg deleted.
-    catalog.write([rec("b.jpg", 20, content_hash="new")], {"/photos/b.jpg": ids["b.jpg"]}, model_id="m:test")
-    assert catalog.current_seq() == 4
-    catalog.write([rec("c.jpg", None, status="failed", error="truncated")], {"/photos/c.jpg": ids["c.jpg"]})
-    assert catalog.current_seq() == 5
-    catalog.write([], {}, deleted=[ids["a.jpg"]])
-    assert catalog.current_seq() == 6
+    catalog.writes.write([rec("b.jpg", 20, content_hash="new")], {"/photos/b.jpg": ids["b.jpg"]}, model_id="m:test")
+    assert catalog.facts.current_seq() == 4
+    catalog.writes.write([rec("c.jpg", None, status="failed", error="truncated")], {"/photos/c.jpg": ids["c.jpg"]})
+    assert catalog.facts.current_seq() == 5
+    catalog.writes.write([], {}, deleted=[ids["a.jpg"]])
+    assert catalog.facts.current_seq() == 6
 
-    assert list(catalog.tombstones(0)) == [ids["c.jpg"], ids["a.jpg"]]
-    assert list(catalog.tombstones(5)) == [ids["a.jpg"]]
-    assert list(catalog.tombstones(3, up_to_seq=5)) == [ids["c.jpg"]]
-    changed = [i for chunk, _ in catalog.iter_vectors(after_seq=3) for i in chunk]
+    assert list(catalog.vectors.tombstones(0)) == [ids["c.jpg"], ids["a.jpg"]]
+    assert list(catalog.vectors.tombstones(5)) == [ids["a.jpg"]]
+    assert list(catalog.vectors.tombstones(3, up_to_seq=5)) == [ids["c.jpg"]]
+    changed = [i for chunk, _ in catalog.vectors.changed(after_seq=3) for i in chunk]
     assert changed == [ids["b.jpg"]]
-    assert [i for chunk, _ in catalog.iter_vectors(after_seq=0, up_to_seq=3) for i in chunk] == []  # b moved on
-    all_now, vecs = catalog.fetch_vectors(ids.values())
+    assert [i for chunk, _ in catalog.vectors.changed(after_seq=0, up_to_seq=3) for i in chunk] == []  # b moved on
+    all_now, vecs = catalog.vectors.fetch(ids.values())
     assert list(all_now) == [ids["b.jpg"]]
     np.testing.assert_allclose(vecs[0], unit(20), atol=1e-3)
     assert "a.jpg" not in ids_by_name(catalog)
-    assert catalog.stats().images == 1 and catalog.stats().failed == 2
+    assert catalog.facts.stats().images == 1 and catalog.facts.stats().failed == 2
 
     # Ids are never reused after a delete (the FAISS cache keys vectors by id).
-    catalog.write([rec("d.jpg", 4)], {}, model_id="m:test")
+    catalog.writes.write([rec("d.jpg", 4)], {}, model_id="m:test")
     assert ids_by_name(catalog)["d.jpg"] > max(ids.values())
 
 
 def test_moves_keep_vector_and_sequence(catalog):
-    catalog.write([rec("a.jpg", 1)], {}, model_id="m:test")
+    catalog.writes.write([rec("a.jpg", 1)], {}, model_id="m:test")
     (row_id,) = ids_by_name(catalog).values()
-    seq = catalog.current_seq()
-    catalog.write([], {}, moves=[Move(row_id, "/elsewhere/z.jpg", "/elsewhere", 1001, 99)])
-    meta = catalog.fetch_meta([row_id])[row_id]
+    seq = catalog.facts.current_seq()
+    catalog.writes.write([], {}, moves=[Move(row_id, "/elsewhere/z.jpg", "/elsewhere", 1001, 99)])
+    meta = catalog.results.meta([row_id])[row_id]
     assert meta.path == "/elsewhere/z.jpg" and meta.size == 1001
-    assert list(catalog.tombstones(0)) == []
-    assert [i for chunk, _ in catalog.iter_vectors(after_seq=seq) for i in chunk] == []
-    states = catalog.file_states("/elsewhere", is_dir=True)
+    assert list(catalog.vectors.tombstones(0)) == []
+    assert [i for chunk, _ in catalog.vectors.changed(after_seq=seq) for i in chunk] == []
+    states = catalog.writes.file_states("/elsewhere", is_dir=True)
     assert list(states) == ["/elsewhere/z.jpg"] and states["/elsewhere/z.jpg"].mtime_ns == 99
-    assert catalog.file_states("/photos", is_dir=True) == {}
-    assert catalog.vectors_by_hash(["hash-a.jpg-1"]).keys() == {"hash-a.jpg-1"}
+    assert catalog.writes.file_states("/photos", is_dir=True) == {}
+    assert catalog.writes.vectors_by_hash(["hash-a.jpg-1"]).keys() == {"hash-a.jpg-1"}
 
 
 def test_file_states_respect_folder_boundaries(catalog):
-    catalog.write([rec("x/1.jpg", 1), rec("xy/2.jpg", 2)], {}, model_id="m:test")
-    assert list(catalog.file_states("/photos/x", is_dir=True)) == ["/photos/x/1.jpg"]
-    assert list(catalog.file_states("/photos/x/", is_dir=True)) == ["/photos/x/1.jpg"]
-    assert list(catalog.file_states("/photos/xy/2.jpg", is_dir=False)) == ["/photos/xy/2.jpg"]
+    catalog.writes.write([rec("x/1.jpg", 1), rec("xy/2.jpg", 2)], {}, model_id="m:test")
+    assert list(catalog.writes.file_states("/photos/x", is_dir=True)) == ["/photos/x/1.jpg"]
+    assert list(catalog.writes.file_states("/photos/x/", is_dir=True)) == ["/photos/x/1.jpg"]
+    assert list(catalog.writes.file_states("/photos/xy/2.jpg", is_dir=False)) == ["/photos/xy/2.jpg"]
 
 
 def test_store_model_binding(catalog):
-    assert catalog.store_model().model_id == "m:test" and catalog.dim() == DIM
-    assert catalog.bind_model("m:test", "m:test", DIM).dim == DIM
+    assert catalog.facts.model().model_id == "m:test" and catalog.facts.dim() == DIM
+    assert catalog.facts.bind_model("m:test", "m:test", DIM).dim == DIM
     with pytest.raises(ModelMismatchError) as info:
-        catalog.bind_model("m:other", "m:other", DIM)
+        catalog.facts.bind_model("m:other", "m:other", DIM)
     assert "m:test" in str(info.value) and "m:other" in str(info.value)
 
 
@@ -228,12 +228,12 @@ def test_a_store_from_the_previous_revision_upgrades_with_rows_and_vectors_intac
     try:
         assert current_revision(catalog.engine) == head_revision()
         assert "ix_images_status" in {ix["name"] for ix in inspect(catalog.engine).get_indexes("images")}
-        ids, vectors = catalog.fetch_vectors(range(1, 10))
+        ids, vectors = catalog.vectors.fetch(range(1, 10))
         assert len(ids) == 1
         np.testing.assert_array_equal(vectors[0], unit(7).astype(np.float16).astype(np.float32))
-        assert catalog.stats().images == 1 and catalog.stats().failed == 1
-        assert catalog.store_model().model_id == "m:test"
-        assert catalog.failures() == [("/p/b.jpg", "")]
+        assert catalog.facts.stats().images == 1 and catalog.facts.stats().failed == 1
+        assert catalog.facts.model().model_id == "m:test"
+        assert catalog.facts.failures() == [("/p/b.jpg", "")]
     finally:
         catalog.close()
 

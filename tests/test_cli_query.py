@@ -19,7 +19,7 @@ from conftest import (
     status_json,
 )
 
-from clipsearch.catalog.store import safe_url
+from clipsearch.catalog.engine import safe_url
 
 # Every test runs on SQLite and, in CI, again on PostgreSQL (see the `backend` fixture).
 pytestmark = pytest.mark.usefixtures("backend")

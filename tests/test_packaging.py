@@ -78,7 +78,7 @@ def test_wheel_works_outside_the_checkout(wheel, tmp_path):
         "for name in ('indexer', 'ui', 'migrations'):\n"
         "    assert importlib.util.find_spec(name) is None, name\n"
         f"c = Catalog.open('sqlite:///{tmp_path}/c.db')\n"
-        "print('stats', c.stats().images)\n"
+        "print('stats', c.facts.stats().images)\n"
         "print('configs', sorted(p.name for p in CONFIGS_DIR.glob('*.json')))\n"
         "print('bundled', bundled_models())\n"
     )

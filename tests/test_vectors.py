@@ -54,9 +54,9 @@ def record(i: int, vector: np.ndarray | None, status: str = "ok") -> ImageRecord
 def synthetic_catalog(url: str, vectors: np.ndarray) -> tuple[Catalog, np.ndarray]:
     """A catalog holding `vectors` (row i at path record(i).path); returns it with the row ids."""
     catalog = Catalog.open(url)
-    catalog.bind_model(SYN_MODEL, SYN_MODEL, vectors.shape[1])
-    catalog.write([record(i, v) for i, v in enumerate(vectors)], {}, model_id=SYN_MODEL)
-    by_path = {m.path: m.id for m in catalog.fetch_meta(range(1, len(vectors) + 10)).values()}
+    catalog.facts.bind_model(SYN_MODEL, SYN_MODEL, vectors.shape[1])
+    catalog.writes.write([record(i, v) for i, v in enumerate(vectors)], {}, model_id=SYN_MODEL)
+    by_path = {m.path: m.id for m in catalog.results.meta(range(1, len(vectors) + 10)).values()}
     ids = np.array([by_path[record(i, None).path] for i in range(len(vectors))], dtype=np.int64)
     return catalog, ids
 
@@ -145,7 +145,7 @@ def test_ivfpq_with_rerank_matches_exact_on_clustered_vectors(tmp_path):
     assert index.header.nprobe < index.header.nlist  # only part of the lists is scanned
     service = SearchService(store, encoder=None, index=index)
 
-    all_ids, stored = catalog.fetch_vectors(ids)  # as the catalog holds them (float16)
+    all_ids, stored = catalog.vectors.fetch(ids)  # as the catalog holds them (float16)
     rng = np.random.default_rng(7)
     for row in rng.choice(len(vectors), size=12, replace=False):
         q = stored[np.flatnonzero(all_ids == ids[row])[0]]
@@ -243,7 +243,7 @@ def test_deleted_index_file_is_rebuilt(syn):
     path.unlink()
     again, notes = open_index(catalog, path, SYN_MODEL, flat_max=1000)
     assert path.is_file()
-    assert again.ntotal == len(vectors) and again.header.watermark == catalog.current_seq()
+    assert again.ntotal == len(vectors) and again.header.watermark == catalog.facts.current_seq()
     assert int(again.search(vectors[7:8], 1)[1][0, 0]) == ids[7]
 
 
@@ -292,33 +292,33 @@ def test_temp_files_left_by_a_killed_save_are_removed(syn):
 
 def test_index_for_another_model_or_from_the_future_is_rebuilt(syn):
     catalog, ids, vectors, path, _ = syn
-    stale = VectorIndex.empty(Layout("flat"), DIM, "other:model", watermark=catalog.current_seq())
+    stale = VectorIndex.empty(Layout("flat"), DIM, "other:model", watermark=catalog.facts.current_seq())
     stale.save(path)
     index, notes = open_index(catalog, path, SYN_MODEL, flat_max=1000)
     assert any("another model" in n for n in notes) and index.ntotal == len(vectors)
-    future = VectorIndex.empty(Layout("flat"), DIM, SYN_MODEL, watermark=catalog.current_seq() + 50)
+    future = VectorIndex.empty(Layout("flat"), DIM, SYN_MODEL, watermark=catalog.facts.current_seq() + 50)
     future.save(path)
     index, notes = open_index(catalog, path, SYN_MODEL, flat_max=1000)
     assert any("newer than the catalog" in n for n in notes) and index.ntotal == len(vectors)
-    assert index.header.watermark == catalog.current_seq()
+    assert index.header.watermark == catalog.facts.current_seq()
 
 
 def test_catch_up_applies_new_catalog_writes(syn, monkeypatch):
     catalog, ids, vectors, path, _ = syn
     index, _ = open_index(catalog, path, SYN_MODEL, flat_max=1000)
     mark = index.header.watermark
-    assert mark == catalog.current_seq() == len(vectors)
+    assert mark == catalog.facts.current_seq() == len(vectors)
 
     extra = clustered_vectors(2, 10, seed=99)
     n = len(vectors)
-    catalog.write([record(n + i, v) for i, v in enumerate(extra)], {}, model_id=SYN_MODEL)
+    catalog.writes.write([record(n + i, v) for i, v in enumerate(extra)], {}, model_id=SYN_MODEL)
     replacement = clustered_vectors(1, 1, seed=1234)[0]
     changed = record(3, replacement)
-    catalog.write([changed], {changed.path: int(ids[3])}, model_id=SYN_MODEL)  # re-embedded in place
+    catalog.writes.write([changed], {changed.path: int(ids[3])}, model_id=SYN_MODEL)  # re-embedded in place
     failed = record(4, None, status="failed")
-    catalog.write([failed], {failed.path: int(ids[4])})  # content now undecodable: vector dropped
-    catalog.write([], {}, deleted=[int(ids[5]), int(ids[6])])
-    assert catalog.current_seq() > mark
+    catalog.writes.write([failed], {failed.path: int(ids[4])})  # content now undecodable: vector dropped
+    catalog.writes.write([], {}, deleted=[int(ids[5]), int(ids[6])])
+    assert catalog.facts.current_seq() > mark
 
     def no_rebuild(*_a, **_k):
         raise AssertionError("a current-format index must be caught up, not rebuilt")
@@ -326,7 +326,7 @@ def test_catch_up_applies_new_catalog_writes(syn, monkeypatch):
     monkeypatch.setattr(vsync, "build_index", no_rebuild)
     caught, notes = open_index(catalog, path, SYN_MODEL, flat_max=1000)
     assert notes == []
-    assert caught.header.watermark == catalog.current_seq()
+    assert caught.header.watermark == catalog.facts.current_seq()
     assert caught.ntotal == n + len(extra) - 3
     present = set(caught.search(np.vstack([vectors, extra]), 100)[1].ravel().tolist())
     assert not present & {int(ids[4]), int(ids[5]), int(ids[6])}
@@ -335,7 +335,7 @@ def test_catch_up_applies_new_catalog_writes(syn, monkeypatch):
 
     # The caught-up file was saved: a fresh open reads it as current.
     reloaded = VectorIndex.load(path)
-    assert reloaded.header.watermark == catalog.current_seq() and reloaded.ntotal == caught.ntotal
+    assert reloaded.header.watermark == catalog.facts.current_seq() and reloaded.ntotal == caught.ntotal
     _, notes = open_index(catalog, path, SYN_MODEL, flat_max=1000)
     assert notes == []
 

@@ -57,7 +57,7 @@ def load_engine(settings: Settings) -> Engine | None:
         return None
     try:
         store = open_store(str(settings.home), settings.database_url)
-        empty = store.catalog.stats().images == 0
+        empty = store.catalog.facts.stats().images == 0
     except ClipsearchError as exc:
         st.error(f"Cannot open the store: {exc}")
         return None
@@ -108,7 +108,7 @@ def read_inputs() -> PageInput:
 
 
 def example_banner(engine: Engine, like_id: int) -> None:
-    meta = engine.service.store.catalog.fetch_meta([like_id]).get(like_id)
+    meta = engine.service.store.catalog.results.meta([like_id]).get(like_id)
     name = meta.path if meta else f"image {like_id}"
     left, right = st.columns([5, 1])
     left.info(f"Showing images like {name}")

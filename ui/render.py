@@ -39,7 +39,7 @@ def store_status(store: Store, engine: Engine | None) -> None:
     sb = st.sidebar
     sb.header("Store")
     model = store.model
-    stats = store.catalog.stats()
+    stats = store.catalog.facts.stats()
     sb.caption(f"Home: `{store.settings.home}`")
     if store.settings.database_url:
         sb.caption(f"Catalog: `{store.location}`")  # password hidden
@@ -54,7 +54,7 @@ def store_status(store: Store, engine: Engine | None) -> None:
         sb.markdown(f"**Index:** {index.kind} · {index.ntotal:,} vectors")
     if stats.failed:
         with sb.expander(f"Files that failed ({stats.failed})"):
-            for path, reason in store.catalog.failures(MAX_FAILURES_LISTED):
+            for path, reason in store.catalog.facts.failures(MAX_FAILURES_LISTED):
                 st.caption(f"`{path}`: {reason}")
 
 
@@ -98,7 +98,7 @@ def results_header(results: Results) -> None:
 
 def opened_result(engine: Engine, image_id: int, on_like: Callable, on_close: Callable) -> None:
     """The full image and its facts, for an id chosen from the grid."""
-    meta = engine.service.store.catalog.fetch_meta([image_id]).get(image_id)
+    meta = engine.service.store.catalog.results.meta([image_id]).get(image_id)
     with st.container(border=True):
         if meta is None:
             st.warning("That image is no longer in the catalog (it was deleted or re-indexed).")

@@ -1,5 +1,6 @@
 """The SQL catalog: the source of truth for images, their metadata and their vectors."""
 
+from clipsearch.catalog.catalog import Catalog
 from clipsearch.catalog.records import (
     CatalogStats,
     FileState,
@@ -8,6 +9,5 @@ from clipsearch.catalog.records import (
     Move,
     StoreModel,
 )
-from clipsearch.catalog.store import Catalog
 
 __all__ = ["Catalog", "CatalogStats", "FileState", "ImageMeta", "ImageRecord", "Move", "StoreModel"]

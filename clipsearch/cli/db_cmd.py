@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from clipsearch.catalog import migrate
-from clipsearch.catalog.store import make_engine, safe_url
+from clipsearch.catalog.engine import make_engine, safe_url
 from clipsearch.cli.common import cli_command
 
 db_app = typer.Typer(help="Catalog schema: show or apply migrations.", no_args_is_help=True)

@@ -19,7 +19,7 @@ def status_command(
     settings = ctx.obj.settings
     store = open_store(ctx)
     model = store.model
-    stats = store.catalog.stats()
+    stats = store.catalog.facts.stats()
     info = {
         "home": str(settings.home),
         "catalog": store.location,
@@ -35,7 +35,7 @@ def status_command(
         index, notes = store.vector_index()
         info.update(vectors=index.ntotal, index_kind=index.kind)
     if failures:
-        info["failures"] = [{"path": p, "reason": r} for p, r in store.catalog.failures()]
+        info["failures"] = [{"path": p, "reason": r} for p, r in store.catalog.facts.failures()]
     for note in notes:  # on stderr, so --json output stays parseable
         typer.echo(f"note: {note}", err=True)
     if as_json:

@@ -14,28 +14,28 @@ log = logging.getLogger(__name__)
 
 def build_index(catalog: Catalog, model_id: str, flat_max: int) -> VectorIndex:
     """A fresh index of every vector in the catalog, trained on a sample when IVF-PQ."""
-    seq = catalog.current_seq()
-    dim = catalog.dim()
-    n = catalog.stats().images
+    seq = catalog.facts.current_seq()
+    dim = catalog.facts.dim()
+    n = catalog.facts.stats().images
     layout = choose_layout(n, dim, flat_max)
     index = VectorIndex.empty(layout, dim, model_id, watermark=seq)
     if layout.kind == "ivfpq":
-        index.train(catalog.sample_vectors(training_size(layout, n)))
+        index.train(catalog.vectors.sample(training_size(layout, n)))
         index.header.built_for = n
-    for ids, vectors in catalog.iter_vectors(after_seq=0, up_to_seq=seq):
+    for ids, vectors in catalog.vectors.changed(after_seq=0, up_to_seq=seq):
         index.index.add_with_ids(vectors, ids)
     return index
 
 
 def catch_up(index: VectorIndex, catalog: Catalog) -> bool:
     """Apply catalog changes newer than the index's watermark; True when anything changed."""
-    seq = catalog.current_seq()
+    seq = catalog.facts.current_seq()
     start = index.header.watermark
     if seq == start:
         return False
     # Removals first: a deleted id that was later reused must end with the new vector.
-    index.remove(catalog.tombstones(start, seq))
-    for ids, vectors in catalog.iter_vectors(after_seq=start, up_to_seq=seq):
+    index.remove(catalog.vectors.tombstones(start, seq))
+    for ids, vectors in catalog.vectors.changed(after_seq=start, up_to_seq=seq):
         index.upsert(ids, vectors)
     index.header.watermark = seq
     return True
@@ -51,7 +51,11 @@ def index_file_current(catalog: Catalog, path: Path, model_id: str) -> bool:
         header = VectorIndex.read_header(path)
     except IndexFileError:
         return False
-    return header.model_id == model_id and header.dim == catalog.dim() and header.watermark == catalog.current_seq()
+    return (
+        header.model_id == model_id
+        and header.dim == catalog.facts.dim()
+        and header.watermark == catalog.facts.current_seq()
+    )
 
 
 def open_index(
@@ -59,17 +63,17 @@ def open_index(
 ) -> tuple[VectorIndex, list[str]]:
     """The store's index, current with the catalog. Returns it with notes worth telling the user."""
     notes: list[str] = []
-    n = catalog.stats().images
+    n = catalog.facts.stats().images
     try:
         index = VectorIndex.load(path)
     except IndexFileError as exc:
         index = None
         if Path(path).exists():
             notes.append(f"vector index {path}: {exc}; rebuilt it from the catalog")
-    if index is not None and (index.header.model_id != model_id or index.header.dim != catalog.dim()):
+    if index is not None and (index.header.model_id != model_id or index.header.dim != catalog.facts.dim()):
         notes.append("vector index was built for another model; rebuilt it from the catalog")
         index = None
-    if index is not None and index.header.watermark > catalog.current_seq():
+    if index is not None and index.header.watermark > catalog.facts.current_seq():
         notes.append("vector index is newer than the catalog (restored from elsewhere?); rebuilt it")
         index = None
     changed = False

@@ -1,0 +1,124 @@
+"""What an index run writes: file states to plan from, and batches of rows with their vectors.
+
+Every vector change (new, re-embedded, dropped, deleted) takes the next number of the store's
+sequence counter; dropped and deleted vectors leave a tombstone. The FAISS cache catches up by
+reading what changed above its watermark.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from clipsearch.catalog.codec import encode_vector
+from clipsearch.catalog.driver import plain_rows
+from clipsearch.catalog.facts import SEQ_KEY
+from clipsearch.catalog.records import FileState, ImageRecord, Move
+from clipsearch.catalog.schema import ImageRow, StoreMeta, Tombstone
+from clipsearch.catalog.sql import chunks, path_under
+
+
+class IndexWrites:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def file_states(self, root: str, is_dir: bool) -> dict[str, FileState]:
+        """Every row at or under `root` (by path, whichever root it was first indexed under)."""
+        cols = (ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash, ImageRow.status)
+        where = path_under(self.engine, root.rstrip(os.sep) + os.sep) if is_dir else ImageRow.path == root
+        return {r[1]: FileState(*r) for r in plain_rows(self.engine, select(*cols).where(where))}
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, bytes]:
+        """Embeddings already computed for these contents (copies and moves reuse them)."""
+        found: dict[str, bytes] = {}
+        with Session(self.engine) as s:
+            for chunk in chunks(hashes):
+                stmt = select(ImageRow.content_hash, ImageRow.embedding).where(
+                    ImageRow.content_hash.in_(chunk), ImageRow.embedding.is_not(None)
+                )
+                for content_hash, blob in s.execute(stmt):
+                    if content_hash is not None and blob is not None:
+                        found.setdefault(content_hash, blob)
+        return found
+
+    def write(
+        self,
+        records: Sequence[ImageRecord],
+        existing: dict[str, int],
+        moves: Sequence[Move] = (),
+        deleted: Sequence[int] = (),
+        model_id: str | None = None,
+    ) -> None:
+        """Apply one batch of an index run atomically; `existing` maps path -> id for rows to update."""
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        with Session(self.engine) as s, s.begin():
+            seq = _reserve_seq(s)
+            for rec in records:
+                seq = _write_record(s, rec, existing.get(rec.path), seq, model_id, now)
+            for mv in moves:
+                s.execute(
+                    update(ImageRow)
+                    .where(ImageRow.id == mv.id)
+                    .values(path=mv.path, root=mv.root, size=mv.size, mtime_ns=mv.mtime_ns)
+                )
+            for row_id in deleted:
+                seq += 1
+                s.add(Tombstone(seq=seq, image_id=row_id))
+            for chunk in chunks(list(deleted)):
+                s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+            s.merge(StoreMeta(key=SEQ_KEY, value=str(seq)))
+
+
+def _write_record(
+    s: Session, rec: ImageRecord, row_id: int | None, seq: int, model_id: str | None, now: datetime
+) -> int:
+    """Insert or update one row; returns the sequence counter after it."""
+    values = _row_values(rec, now)
+    if rec.vector is not None:
+        seq += 1
+        values.update(vec_seq=seq, model_id=model_id)
+    if row_id is None:
+        values.setdefault("vec_seq", 0)
+        s.add(ImageRow(**values))
+        return seq
+    if rec.vector is None:
+        # The old vector belongs to content that is gone.
+        values.update(embedding=None, model_id=None)
+        seq += 1
+        values["vec_seq"] = seq
+        s.add(Tombstone(seq=seq, image_id=row_id))
+    s.execute(update(ImageRow).where(ImageRow.id == row_id).values(**values))
+    return seq
+
+
+def _reserve_seq(s: Session) -> int:
+    # Row lock on the counter (PostgreSQL) serialises writers, so commits happen in
+    # sequence order and a reader's watermark never skips a slower transaction.
+    row = s.execute(select(StoreMeta).where(StoreMeta.key == SEQ_KEY).with_for_update()).scalar_one_or_none()
+    return int(row.value) if row else 0
+
+
+def _row_values(rec: ImageRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "path": rec.path,
+        "root": rec.root,
+        "size": rec.size,
+        "mtime_ns": rec.mtime_ns,
+        "content_hash": rec.content_hash,
+        "status": rec.status,
+        "error": rec.error,
+        "width": rec.width,
+        "height": rec.height,
+        "taken_at": rec.taken_at,
+        "camera": rec.camera,
+        "orientation": rec.orientation,
+        "embedding": encode_vector(rec.vector),
+        "model_id": None,
+        "indexed_at": now,
+    }
