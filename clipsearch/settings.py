@@ -35,6 +35,8 @@ class Settings:
     thumbnail_size: int = 320
     # Queries encode text with an int8 text tower (CPU only; see docs/benchmarks.md, section 4).
     text_int8: bool = False
+    # Model runtime: onnx | torch | auto (torch to index on a CUDA GPU, ONNX Runtime for the rest).
+    runtime: str = "auto"
 
     @classmethod
     def from_env(cls, home: str | Path | None = None) -> Settings:
@@ -45,6 +47,7 @@ class Settings:
             flat_max=_env_int("CLIPSEARCH_FLAT_MAX", cls.flat_max),
             max_megapixels=_env_float("CLIPSEARCH_MAX_MEGAPIXELS", cls.max_megapixels),
             text_int8=_env_flag("CLIPSEARCH_TEXT_INT8"),
+            runtime=os.environ.get("CLIPSEARCH_RUNTIME", "").strip().lower() or cls.runtime,
         )
 
     def with_(self, **changes) -> Settings:

@@ -43,9 +43,12 @@ class Store:
             check_model(current, model_id_for(requested))
         return requested
 
-    def load_encoder(self, requested: str | None, device: str = "auto") -> Encoder:
+    def load_encoder(self, requested: str | None, device: str = "auto", purpose: str = "query") -> Encoder:
+        """The model on the settings' runtime; `purpose` "index" lets auto pick torch on a CUDA GPU."""
         spec = self.resolve_model(requested)
-        return load_encoder(spec, device=device, cache_dir=self.settings.model_cache)
+        return load_encoder(
+            spec, device=device, cache_dir=self.settings.model_cache, runtime=self.settings.runtime, purpose=purpose
+        )
 
     def bind(self, encoder: Encoder) -> None:
         self.catalog.facts.bind_model(encoder.model_id, encoder.spec, encoder.dim)

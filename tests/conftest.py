@@ -41,17 +41,25 @@ _CLEARED_ENV = (
     "CLIPSEARCH_FLAT_MAX",
     "CLIPSEARCH_MAX_MEGAPIXELS",
     "CLIPSEARCH_MODEL_CACHE",
+    "CLIPSEARCH_RUNTIME",
 )
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One model cache for the session: a model's ONNX export (keyed by its weights) is made once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
 @pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch) -> Path:
+def env(tmp_path, monkeypatch, model_cache) -> Path:
     """Offline, and a fresh store home for every test; returns the home folder."""
     home = tmp_path / "home"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("CLIPSEARCH_HOME", str(home))
     for name in _CLEARED_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLIPSEARCH_MODEL_CACHE", str(model_cache))
     return home
 
 

@@ -58,6 +58,10 @@ def test_wheel_installs_only_the_clipsearch_namespace(wheel):
         "clipsearch/migrations/script.py.mako",
         "clipsearch/models/configs/cs-tiny.json",
         "clipsearch/models/vocab/clip_bpe_merges.txt.gz",
+        # shapes-mini's ONNX towers: queries on the bundled model never need torch.
+        "clipsearch/models/bundled/shapes-mini/onnx/visual/model.onnx",
+        "clipsearch/models/bundled/shapes-mini/onnx/textual/model.onnx",
+        "clipsearch/models/bundled/shapes-mini/onnx/textual/tokenizer.json",
     ):
         assert data in names
 

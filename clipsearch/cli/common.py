@@ -11,7 +11,7 @@ import click
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import ClipsearchError, ConfigError
 from clipsearch.settings import Settings
 
 
@@ -32,6 +32,15 @@ def quiet_libraries(debug: bool) -> None:
     if not debug:
         # Pillow warns about corrupt EXIF blocks and the like; the file is still indexed.
         warnings.filterwarnings("ignore", module="PIL")
+    # clipsearch's own library logs (a model export's progress, a fallback to torch) are
+    # lines for the user, on stderr.
+    ours = logging.getLogger("clipsearch")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ours.addHandler(handler)
+        ours.propagate = False
+    ours.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def _message(exc: BaseException) -> str:
@@ -73,6 +82,15 @@ def open_store(ctx: typer.Context, settings: Settings | None = None):
     store = Store.open(settings or ctx.obj.settings)
     ctx.call_on_close(store.close)
     return store
+
+
+def with_runtime(settings: Settings, runtime: str | None) -> Settings:
+    """The settings with --runtime applied (it overrides CLIPSEARCH_RUNTIME)."""
+    if runtime is None:
+        return settings
+    if runtime not in ("auto", "onnx", "torch"):
+        raise ConfigError(f"--runtime {runtime!r}: use onnx, torch or auto")
+    return settings.with_(runtime=runtime)
 
 
 def warn_if_random(encoder) -> None:

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from tqdm import tqdm
 
-from clipsearch.cli.common import cli_command, err, open_store, warn_if_random
+from clipsearch.cli.common import cli_command, err, open_store, warn_if_random, with_runtime
 from clipsearch.indexer import IndexOptions, run_index
 from clipsearch.indexer.scan import resolve_roots
 from clipsearch.lock import index_lock
@@ -30,6 +30,11 @@ def index_command(
         None, "--batch-size", min=1, help="Images per model batch (default 256 on GPU, 32 on CPU)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    runtime: Optional[str] = typer.Option(
+        None,
+        "--runtime",
+        help="onnx, torch or auto (default: CLIPSEARCH_RUNTIME, else auto: torch to index on a CUDA GPU, else onnx).",
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode threads running ahead of the model."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -37,7 +42,7 @@ def index_command(
     settings = ctx.obj.settings
     # A missing path fails here, before any model loads or a fresh store is bound to one.
     roots = resolve_roots(paths)
-    store = open_store(ctx)
+    store = open_store(ctx, with_runtime(settings, runtime))
     try:
         with index_lock(store.catalog.engine, settings.lock_path, [r.path for r in roots]):
             summary, notes = _index(store, paths, model, device, IndexOptions(batch_size, workers))
@@ -59,7 +64,7 @@ def _index(store, paths: list[Path], model: Optional[str], device: str, options:
 
     def load_encoder():
         # Only called when there are files to read: re-indexing an unchanged folder loads no model.
-        encoder = store.load_encoder(model, device)
+        encoder = store.load_encoder(model, device, purpose="index")
         warn_if_random(encoder)
         store.bind(encoder)
         return encoder

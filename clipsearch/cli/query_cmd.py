@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from clipsearch.cli.common import cli_command, err, open_store, warn_if_random
+from clipsearch.cli.common import cli_command, err, open_store, warn_if_random, with_runtime
 from clipsearch.search import SearchRequest, SearchService, load_query_image
 
 
@@ -30,11 +30,16 @@ def query_command(
     before: Optional[datetime] = typer.Option(None, "--before", help="Only photos taken on/before this date (EXIF)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; default: the store's model."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    runtime: Optional[str] = typer.Option(
+        None,
+        "--runtime",
+        help="onnx, torch or auto (default: CLIPSEARCH_RUNTIME, else auto: torch to index on a CUDA GPU, else onnx).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of results."),
 ) -> None:
     """Find the images that best match TEXT and/or --image."""
     settings = ctx.obj.settings
-    store = open_store(ctx)
+    store = open_store(ctx, with_runtime(settings, runtime))
     query_image = load_query_image(image, settings.max_megapixels) if image else None
     request = SearchRequest(
         text=text,

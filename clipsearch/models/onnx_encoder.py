@@ -1,0 +1,143 @@
+"""The ONNX Runtime runtime: CLIP towers from a folder in the Immich layout, no torch.
+
+Sessions and the tokenizer are created on first use: a text query never builds the image
+tower, and an index run never builds the text tower.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from clipsearch.errors import ModelError
+from clipsearch.imaging import PreprocessConfig
+from clipsearch.models import layout
+from clipsearch.models.base import Encoder, l2_normalise
+
+# open_clip's defaults, for folders whose preprocess_cfg.json is missing (older exports).
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    # Idle intra-op threads would otherwise spin and take the cores from the decode threads.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ModelError(f"ONNX Runtime cannot load {path}: {exc}; delete the folder to export it again") from None
+
+
+class _Tower:
+    """One ONNX session with its input's name, dtype and whether the batch axis is dynamic."""
+
+    def __init__(self, path: Path, threads: int | None):
+        self.path = path
+        self.session = _session(path, threads)
+        first = self.session.get_inputs()[0]
+        self.input = first.name
+        self.input_type = first.type
+        self.batched = not isinstance(first.shape[0], int) or first.shape[0] != 1
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if self.batched or len(x) == 1:
+            return self.session.run(None, {self.input: x})[0]
+        # Immich exports fix the batch at 1.
+        return np.concatenate([self.session.run(None, {self.input: x[i : i + 1]})[0] for i in range(len(x))])
+
+
+class OnnxEncoder(Encoder):
+    def __init__(
+        self,
+        folder: Path,
+        model_id: str,
+        spec: str,
+        is_random: bool = False,
+        threads: int | None = None,
+        cache_dir: Path | None = None,
+    ):
+        missing = layout.missing_files(folder)
+        if missing:
+            raise ModelError(f"{folder} is not a complete ONNX model folder: {', '.join(missing)} missing")
+        self.folder = folder
+        self.model_id = model_id
+        self.spec = spec
+        self.is_random = is_random
+        self.runtime = "onnx"
+        self.device = "cpu"
+        self.threads = threads
+        self.cache_dir = cache_dir  # where derived files go (the int8 text tower); the folder may be read-only
+        config = layout.read_json(folder, layout.CONFIG)
+        self.context_length = int(config.get("text_cfg", {}).get("context_length", 77))
+        self.dim = int(config.get("embed_dim") or 0)
+        if not self.dim:
+            raise ModelError(f"{folder / layout.CONFIG} has no embed_dim")
+        self.preprocess_cfg = _preprocess_cfg(folder, config)
+        self._visual: _Tower | None = None
+        self._textual: _Tower | None = None
+        self._tokenizer = None
+        self.text_path = folder / layout.TEXTUAL
+
+    @property
+    def visual(self) -> _Tower:
+        if self._visual is None:
+            self._visual = _Tower(self.folder / layout.VISUAL, self.threads)
+        return self._visual
+
+    @property
+    def textual(self) -> _Tower:
+        if self._textual is None:
+            self._textual = _Tower(self.text_path, self.threads)
+        return self._textual
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from clipsearch.models.tokenizer import ClipTokenizer
+
+            self._tokenizer = ClipTokenizer.load(self.folder / layout.TOKENIZER, self.context_length)
+        return self._tokenizer
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        tower = self.visual
+        if tower.input_type == "tensor(uint8)":  # the graph normalises its input itself
+            return l2_normalise(tower.run(np.ascontiguousarray(pixels)))
+        cfg = self.preprocess_cfg
+        scale = np.float32(1 / 255) / np.asarray(cfg.std, np.float32)
+        shift = np.asarray(cfg.mean, np.float32) / np.asarray(cfg.std, np.float32)
+        x = pixels.astype(np.float32) * scale - shift  # (p/255 - mean) / std in one pass
+        return l2_normalise(tower.run(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        tower = self.textual
+        ids = self.tokenizer.encode_batch(list(texts))
+        dtype = np.int64 if tower.input_type == "tensor(int64)" else np.int32
+        return l2_normalise(tower.run(ids.astype(dtype)))
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokenizer.count_tokens(text)
+
+    def quantize_text_tower(self) -> None:
+        """Text tower with int8 weights (dynamic quantisation), made once beside the fp32 one in the cache."""
+        from clipsearch.models.quantize import int8_text_tower
+
+        if self.cache_dir is None:
+            raise ModelError("the int8 text tower needs a model cache folder; unset CLIPSEARCH_TEXT_INT8")
+        self.text_path = int8_text_tower(self.folder, self.model_id, self.cache_dir)
+        self._textual = None
+
+
+def _preprocess_cfg(folder: Path, config: dict) -> PreprocessConfig:
+    data = layout.read_json(folder, layout.PREPROCESS)
+    if not data:
+        size = config.get("vision_cfg", {}).get("image_size", 224)
+        data = {"size": size, "mean": OPENAI_MEAN, "std": OPENAI_STD}
+    return PreprocessConfig.from_dict(data)

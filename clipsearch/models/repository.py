@@ -1,0 +1,67 @@
+"""Where a spec's ONNX towers come from: the folder itself, the package, the model cache, an export, the hub.
+
+MODEL_CACHE/onnx/<weights key>/          our export of a torch-loadable model (Immich layout)
+MODEL_CACHE/onnx/<weights key>.failed.json   an export that did not match torch (torch is used)
+MODEL_CACHE/hub/<owner>--<repo>/         a model downloaded once from the hub (Immich layout)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+from clipsearch.errors import ModelError
+from clipsearch.models import layout
+from clipsearch.models.spec import ModelSpec, weights_key
+
+log = logging.getLogger(__name__)
+BUNDLED_ONNX = "onnx"  # a bundled model's towers: BUNDLED_DIR/<name>/onnx/
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("open_clip") is not None
+
+
+def export_dir(parsed: ModelSpec, cache_dir: Path) -> Path:
+    key = "".join(c if c.isalnum() or c in "._-" else "_" for c in weights_key(parsed))
+    return cache_dir / "onnx" / key
+
+
+def onnx_folder(parsed: ModelSpec, spec: str, cache_dir: Path) -> Path | None:
+    """The folder of ONNX towers for `spec`, exported or downloaded on first use.
+
+    None when an export was made and did not match torch: the caller uses torch.
+    """
+    if parsed.kind == "onnx":
+        return parsed.path
+    if parsed.kind == "hub":
+        from clipsearch.models.hub import download
+
+        return download(parsed.tag, cache_dir)
+    if parsed.kind == "bundled" and layout.is_onnx_dir(parsed.path / BUNDLED_ONNX):
+        return parsed.path / BUNDLED_ONNX
+    target = export_dir(parsed, cache_dir)
+    if layout.is_onnx_dir(target):
+        return target
+    failed = target.with_name(target.name + ".failed.json")
+    if failed.is_file():
+        reason = json.loads(failed.read_text()).get("reason", "the ONNX export did not match torch")
+        log.warning(f"{reason}; using torch")
+        return None
+    if not torch_available():
+        raise ModelError(
+            f"{spec} must be exported to ONNX once, which needs torch: pip install 'clipsearch[torch]', "
+            "or use a model folder in the ONNX layout (--model PATH or hf:OWNER/REPO)"
+        )
+    from clipsearch.models.export import ExportMismatchError, export_model
+
+    try:
+        return export_model(parsed, spec, target, cache_dir)
+    except ExportMismatchError as exc:
+        # Remembered, so that every later query does not export again only to fail again.
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.write_text(json.dumps({"reason": str(exc)}) + "\n")
+        log.warning(f"{exc}; using torch")
+        return None
