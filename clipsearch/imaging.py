@@ -218,8 +218,26 @@ def resize_for_model(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
 def load_for_model(data: bytes, cfg: PreprocessConfig, max_megapixels: float, fast: bool = True):
     """Bytes -> (HxWx3 uint8 pixels at model size, metadata). Raises ImageDecodeError."""
     img, info = open_image(data, max_megapixels)
-    rgb = _decode_rgb(img, min_side=2 * cfg.size if fast else None)
+    rgb = _decode_rgb(img, min_side=model_decode_side(cfg) if fast else None)
     return resize_for_model(rgb, cfg), info
+
+
+def model_decode_side(cfg: PreprocessConfig) -> int:
+    """The one draft size the model's input is decoded at.
+
+    Fixed per model, whatever else the decode serves (a thumbnail, a query): the vector of a
+    file must depend on its bytes and the model only.
+    """
+    return 2 * cfg.size
+
+
+def decode_for_model(
+    data: bytes, cfg: PreprocessConfig, max_megapixels: float
+) -> tuple[Image.Image, np.ndarray, ImageInfo]:
+    """Bytes -> (the decoded RGB image, model pixels made from it, metadata), as load_for_model."""
+    img, info = open_image(data, max_megapixels)
+    rgb = _decode_rgb(img, min_side=model_decode_side(cfg))
+    return rgb, resize_for_model(rgb, cfg), info
 
 
 def load_rgb(data: bytes, max_megapixels: float, min_side: int | None = None) -> tuple[Image.Image, ImageInfo]:

@@ -1,6 +1,8 @@
 """Index-run locks: two runs never write the same files at once.
 
-SQLite stores take one exclusive file lock per store (SQLite has a single writer anyway).
+Locks belong to the catalog, not to the home: two homes sharing one DATABASE_URL share its lock.
+SQLite catalogs take one exclusive file lock beside the database file (SQLite has a single
+writer anyway).
 PostgreSQL stores lock per folder with advisory locks, so runs on separate folders of one
 shared catalog proceed together, while overlapping folders (/photos and /photos/2021)
 exclude each other: a run holds its folder exclusively and each ancestor shared.
@@ -70,8 +72,23 @@ def folder_locks(engine: Engine, roots: list[str]):
             conn.commit()
 
 
+def catalog_lock_path(engine: Engine, fallback: Path) -> Path:
+    """The lock file of a SQLite catalog: beside its database file, whichever home points at it.
+
+    `fallback` (the home's lock file) serves catalogs without a file, such as an in-memory one.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return fallback
+    db = Path(database).resolve()
+    return db.with_name(db.name + ".lock")
+
+
 def index_lock(engine: Engine, lock_path: Path, roots: list[str]):
-    """The lock an index run over `roots` needs, for this store's kind of database."""
+    """The lock an index run over `roots` needs, for this catalog's kind of database.
+
+    `lock_path` is the home's lock file, used only when the catalog has no file of its own.
+    """
     if engine.dialect.name == "postgresql":
         return folder_locks(engine, roots)
-    return write_lock(lock_path)
+    return write_lock(catalog_lock_path(engine, lock_path))

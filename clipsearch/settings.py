@@ -33,6 +33,9 @@ class Settings:
     flat_max: int = 50_000
     max_megapixels: float = 100.0
     thumbnail_size: int = 320
+    # Thumbnails stop being written while less than this is free where the home is: the catalog
+    # (the work that cannot be redone cheaply) keeps the last of the disk.
+    disk_reserve_mb: int = 1024
     # Queries encode text with an int8 text tower (CPU only; see docs/benchmarks.md, section 4).
     text_int8: bool = False
     # Model runtime: onnx | torch | auto (torch to index on a CUDA GPU, ONNX Runtime for the rest).
@@ -46,6 +49,7 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or None,
             flat_max=_env_int("CLIPSEARCH_FLAT_MAX", cls.flat_max),
             max_megapixels=_env_float("CLIPSEARCH_MAX_MEGAPIXELS", cls.max_megapixels),
+            disk_reserve_mb=_env_int("CLIPSEARCH_DISK_RESERVE_MB", cls.disk_reserve_mb),
             text_int8=_env_flag("CLIPSEARCH_TEXT_INT8"),
             runtime=os.environ.get("CLIPSEARCH_RUNTIME", "").strip().lower() or cls.runtime,
         )

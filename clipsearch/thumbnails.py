@@ -35,17 +35,45 @@ def encode_thumbnail(rgb: Image.Image, side: int) -> bytes:
     return buf.getvalue()
 
 
+class DiskReserveError(OSError):
+    """Writing a thumbnail would eat into the disk space kept for the catalog."""
+
+
 class Thumbnails:
     """The thumbnail cache of one store: thumbs/ab/abcdef....jpg."""
 
-    def __init__(self, root: Path, side: int, max_megapixels: float):
+    def __init__(self, root: Path, side: int, max_megapixels: float, reserve_bytes: int = 0):
         self.root = Path(root)
         self.side = side
         self.max_megapixels = max_megapixels
+        self.reserve_bytes = reserve_bytes
+        self.paused_at: int | None = None  # free bytes when writing stopped for the reserve
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Thumbnails:
-        return cls(settings.home / "thumbs", settings.thumbnail_size, settings.max_megapixels)
+        reserve = settings.disk_reserve_mb << 20
+        return cls(settings.home / "thumbs", settings.thumbnail_size, settings.max_megapixels, reserve)
+
+    def _check_reserve(self) -> None:
+        """Stop writing (for good, in this process) once free space falls under the reserve."""
+        if self.paused_at is None and self.reserve_bytes:
+            folder = self.root if self.root.is_dir() else self.root.parent
+            st = os.statvfs(folder)
+            free = st.f_bavail * st.f_frsize
+            if free < self.reserve_bytes:
+                self.paused_at = free
+        if self.paused_at is not None:
+            raise DiskReserveError(28, "thumbnails paused to keep disk space for the catalog", str(self.root))
+
+    def reserve_note(self) -> str | None:
+        """What to tell the user when thumbnails were paused, or None."""
+        if self.paused_at is None:
+            return None
+        return (
+            f"thumbnails paused: {self.paused_at / 2**20:.0f} MiB free under {self.root.parent}, less than the "
+            f"{self.reserve_bytes >> 20} MiB kept for the catalog (CLIPSEARCH_DISK_RESERVE_MB); free some space and "
+            f"run the same command again to make the missing ones"
+        )
 
     def path_for(self, digest: str) -> Path:
         if not digest or not all(c in "0123456789abcdef" for c in digest):
@@ -111,6 +139,7 @@ class Thumbnails:
     def save(self, digest: str, rgb: Image.Image) -> Path:
         """Write the thumbnail of an already decoded image (atomically: readers never see half a file)."""
         path = self.path_for(digest)
+        self._check_reserve()
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(path, encode_thumbnail(rgb, self.side))
         return path

@@ -6,12 +6,26 @@ import numpy as np
 
 from clipsearch.catalog import FileState, ImageRecord, Move
 from clipsearch.catalog.writes import IndexWrites
+from clipsearch.faults import point
 from clipsearch.indexer.decode import Decoded
 from clipsearch.indexer.summary import IndexSummary
 from clipsearch.models import Encoder
 
 # Rows that need no model work (failures, moves) are still committed in bounded batches.
 MAX_PENDING_ROWS = 500
+# Images per model call, whatever the batch size: a matrix product's rounding depends on its
+# shape, so a vector computed in a batch of 32 and again in a batch of 3 (a resumed run's
+# first batch, a copy found later) could differ. Every call gets exactly this many rows.
+CALL_ROWS = {"cpu": 16, "cuda": 128}
+
+
+def encode_fixed(encoder: Encoder, images: list[np.ndarray]) -> np.ndarray:
+    """encoder.encode_images in calls of one fixed shape (the last one padded): same input, same vector."""
+    rows = CALL_ROWS.get(encoder.device, 16)
+    n = len(images)
+    pixels = np.stack(images + [images[-1]] * (-n % rows))
+    parts = [encoder.encode_images(pixels[i : i + rows]) for i in range(0, len(pixels), rows)]
+    return np.concatenate(parts)[:n]
 
 
 class BatchWriter:
@@ -47,9 +61,8 @@ class BatchWriter:
     def _embed(self) -> None:
         if not self._decoded:
             return
-        pixels = np.stack([d.pixels for d, _ in self._decoded])
-        vectors = self.encoder.encode_images(pixels)
-        for (item, state), vector in zip(self._decoded, vectors, strict=False):
+        vectors = encode_fixed(self.encoder, [d.pixels for d, _ in self._decoded])
+        for (item, state), vector in zip(self._decoded, vectors, strict=True):
             f, info = item.file, item.info
             self._records.append(
                 ImageRecord(
@@ -79,4 +92,5 @@ class BatchWriter:
         self._embed()
         if self._records or self._moves:
             self.writes.write(self._records, self._existing, self._moves, model_id=self.encoder.model_id)
+            point("batch-committed")
         self._records, self._moves, self._existing = [], [], {}

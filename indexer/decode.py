@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from clipsearch.errors import ImageDecodeError
-from clipsearch.imaging import ImageInfo, PreprocessConfig, content_hash, load_for_model, load_rgb, resize_for_model
-from clipsearch.indexer.scan import FoundFile
+from clipsearch.faults import point
+from clipsearch.imaging import ImageInfo, PreprocessConfig, content_hash, decode_for_model, load_rgb
+from clipsearch.indexer.scan import FoundFile, not_regular_reason
 from clipsearch.thumbnails import Thumbnails
 
 MAX_FILE_BYTES = 1 << 30
@@ -60,35 +63,82 @@ def decode(
     if found.error:
         return Failed(found, None, found.error)
     try:
-        with open(found.path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        return Failed(found, None, f"cannot read: {exc.strerror or exc}")
-    if len(data) > MAX_FILE_BYTES:
-        return Failed(found, None, "file larger than 1 GiB; not an image we can index")
+        data = read_file(found.path)
+    except _Unreadable as exc:
+        return Failed(found, None, str(exc))
     digest = content_hash(data)
     if digest == job.expected_hash or (job.allow_move and digest in move_hashes):
         if thumbs is not None and not thumbs.has(digest):
             _thumbnail_only(data, digest, max_megapixels, thumbs)
         return KnownContent(found, digest)
     try:
-        if thumbs is not None and not thumbs.has(digest):
-            pixels, info = _decode_with_thumbnail(data, digest, cfg, max_megapixels, thumbs)
-        else:
-            pixels, info = load_for_model(data, cfg, max_megapixels)
+        # The model's input is always decoded the same way, whether or not a thumbnail is
+        # wanted: a vector must depend on the file's bytes and the model only (a copy, or a
+        # resumed run, gets exactly the vector of the first).
+        rgb, pixels, info = decode_for_model(data, cfg, max_megapixels)
     except ImageDecodeError as exc:
         return Failed(found, digest, str(exc))
     except MemoryError:
         return Failed(found, digest, "out of memory while decoding")
+    if thumbs is not None and not thumbs.has(digest):
+        _thumbnail_from(rgb, info, data, digest, max_megapixels, thumbs)
     return Decoded(found, digest, pixels, info)
 
 
-def _decode_with_thumbnail(data: bytes, digest: str, cfg: PreprocessConfig, max_megapixels: float, thumbs: Thumbnails):
-    # One decode, large enough for both the model input and the thumbnail.
-    rgb, info = load_rgb(data, max_megapixels, min_side=max(2 * cfg.size, thumbs.side))
-    pixels = resize_for_model(rgb, cfg)
-    _save_thumbnail(thumbs, digest, rgb)
-    return pixels, info
+class _Unreadable(Exception):
+    """A file that is not read, with the reason recorded for it."""
+
+
+def read_file(path: str) -> bytes:
+    """A regular file's bytes, never more than MAX_FILE_BYTES; raises _Unreadable with the reason.
+
+    Opened without blocking and checked on the open descriptor (the scan's stat may be stale, or
+    a link may have been swapped since): a FIFO would block forever, /dev/zero never ends.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # opening a socket
+            raise _Unreadable("not a regular file: it is a socket; only regular files are indexed") from None
+        raise _Unreadable(f"cannot read: {exc.strerror or exc}") from None
+    with open(fd, "rb", buffering=0) as fh:
+        st = os.fstat(fd)
+        reason = not_regular_reason(st.st_mode)
+        if reason:
+            raise _Unreadable(reason)
+        if st.st_size > MAX_FILE_BYTES:
+            raise _Unreadable(
+                f"file is {st.st_size / 2**30:.1f} GiB, larger than the 1 GiB limit; not an image we can index"
+            )
+        try:
+            return _read_capped(fh, st.st_size)
+        except OSError as exc:
+            raise _Unreadable(f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_capped(fh, expected: int) -> bytes:
+    # Reads what fstat announced, then on to EOF in small steps (the file may be growing),
+    # so nothing allocates a buffer of the cap up front.
+    parts, total = [], 0
+    want = expected + 1
+    while True:
+        chunk = fh.read(min(want, MAX_FILE_BYTES + 1 - total))
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        total += len(chunk)
+        if total > MAX_FILE_BYTES:
+            raise _Unreadable("file grew larger than the 1 GiB limit while being read; not an image we can index")
+        want = 1 << 20
+
+
+def _thumbnail_from(rgb, info: ImageInfo, data: bytes, digest: str, max_megapixels: float, thumbs: Thumbnails) -> None:
+    # The model's decode serves the thumbnail too when it is full size or large enough;
+    # otherwise (a small model on a big JPEG) the thumbnail gets a decode of its own.
+    if rgb.size == (info.width, info.height) or min(rgb.size) >= thumbs.side:
+        _save_thumbnail(thumbs, digest, rgb)
+    else:
+        _thumbnail_only(data, digest, max_megapixels, thumbs)
 
 
 def _thumbnail_only(data: bytes, digest: str, max_megapixels: float, thumbs: Thumbnails) -> None:
@@ -103,3 +153,4 @@ def _save_thumbnail(thumbs: Thumbnails, digest: str, rgb) -> None:
     # A cache write failing (full or read-only home) must not fail the file; the UI makes it later.
     with contextlib.suppress(OSError):
         thumbs.save(digest, rgb)
+    point("thumbnail-saved")

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
 from clipsearch.catalog.writes import IndexWrites
+from clipsearch.faults import point
 from clipsearch.indexer.batch import BatchWriter
 from clipsearch.indexer.decode import DecodeJob, Failed, KnownContent, decode
-from clipsearch.indexer.scan import Root, resolve_roots, scan
+from clipsearch.indexer.exclude import Exclusions
+from clipsearch.indexer.scan import Root, printable_path, resolve_roots, scan
 from clipsearch.indexer.summary import IndexSummary
 from clipsearch.models import Encoder
 from clipsearch.settings import Settings
@@ -25,6 +27,8 @@ from clipsearch.thumbnails import Thumbnails
 class IndexOptions:
     batch_size: int | None = None  # None: 256 on a GPU, 32 on a CPU
     workers: int | None = None  # decode threads; None: one per core, at least 2
+    exclude: tuple[str, ...] = ()  # name or relative-path patterns skipped besides the defaults
+    include_hidden: bool = False  # walk names starting with "." too
 
 
 @dataclass
@@ -34,16 +38,26 @@ class Plan:
     missing: dict[str, FileState]  # path -> row, known but not found on disk
 
 
-def plan_root(writes: IndexWrites, root: Root, summary: IndexSummary, thumbs: Thumbnails | None = None) -> Plan:
-    """The decode jobs for one root; with `thumbs`, unchanged images lacking a thumbnail are read again for it."""
+def plan_root(
+    writes: IndexWrites,
+    root: Root,
+    summary: IndexSummary,
+    thumbs: Thumbnails | None = None,
+    exclusions: Exclusions | None = None,
+) -> Plan:
+    """The decode jobs for one root; with `thumbs`, unchanged images lacking a thumbnail are read again for it.
+
+    Rows of excluded files count as missing (they leave the catalog), rows under folders that
+    could not be listed are kept.
+    """
     # Sequential on purpose: reading the catalog in a thread beside the walk made an unchanged
     # re-index of 20k files 25% slower here (the two threads hand the GIL back and forth).
     states = writes.file_states(root.path, root.is_dir)
     have_thumbs = thumbs.existing() if thumbs is not None else set()
-    unreadable: list[str] = []
+    unreadable: dict[str, str] = {}
     jobs, existing = [], {}
     check_thumbs = thumbs is not None
-    for found in scan(root, unreadable):
+    for found in scan(root, unreadable, exclusions):
         state = states.pop(found.path, None)
         if state is not None:
             unchanged = state.size == found.size and state.mtime_ns == found.mtime_ns and found.error is None
@@ -59,6 +73,7 @@ def plan_root(writes: IndexWrites, root: Root, summary: IndexSummary, thumbs: Th
         jobs.append(DecodeJob(found, expected, allow_move=state is None))
     # Rows under folders we could not list are kept: unreadable is not deleted.
     missing = {p: s for p, s in states.items() if not any(p.startswith(u + os.sep) for u in unreadable)}
+    summary.unreadable.extend((printable_path(folder), reason) for folder, reason in unreadable.items())
     return Plan(jobs, existing, missing)
 
 
@@ -134,10 +149,13 @@ def run_index(
     thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
     seq = catalog.facts.current_seq()
     covered = thumbs.covers([root.path for root in roots], seq) if thumbs is not None else [False] * len(roots)
+    # The store's own home is never walked: its thumbnails are not photos (and would grow every run).
+    exclusions = Exclusions.build(options.exclude, options.include_hidden, skip=(settings.home,))
     plans = [
-        plan_root(catalog.writes, root, summary, None if done else thumbs)
-        for root, done in zip(roots, covered, strict=False)
+        plan_root(catalog.writes, root, summary, None if done else thumbs, exclusions)
+        for root, done in zip(roots, covered, strict=True)
     ]
+    point("planned")
     total = sum(len(p.jobs) for p in plans)
     if on_total:
         on_total(total)
@@ -146,7 +164,11 @@ def run_index(
         _read_and_write(catalog.writes, encoder, plans, settings, thumbs, options, summary, on_progress)
     for plan in plans:
         _sweep(catalog.writes, plan, summary)
-    if thumbs is not None:
+    point("swept")
+    note = thumbs.reserve_note() if thumbs is not None else None
+    if note:
+        summary.notes.append(note)
+    elif thumbs is not None:
         now = catalog.facts.current_seq()
         if not (all(covered) and now == seq):
             # Every image under these roots now has its thumbnail (an interrupted run never gets here).

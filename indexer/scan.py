@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import attrgetter
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from clipsearch.imaging import IMAGE_EXTENSIONS
+from clipsearch.indexer.exclude import Exclusions
 
 
 class FoundFile(NamedTuple):
@@ -20,7 +22,7 @@ class FoundFile(NamedTuple):
     root: str
     size: int
     mtime_ns: int
-    error: str | None = None  # set when the file is listed but cannot be stat'ed
+    error: str | None = None  # set when the file is listed but cannot be stat'ed or read
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,30 @@ class Root:
 
 
 def resolve_roots(paths: list[Path]) -> list[Root]:
+    """The roots to walk: absolute, existing, and without overlaps.
+
+    A root inside another one (`index DIR/a DIR`, or the same folder twice) is walked once, as
+    part of the outer root: two walks of one file would plan it twice and write it twice.
+    """
     roots = []
     for p in paths:
         resolved = Path(os.path.abspath(os.path.expanduser(p)))
         if not resolved.exists():
             raise FileNotFoundError(2, "no such file or folder", str(p))
         roots.append(Root(str(resolved), resolved.is_dir()))
-    return roots
+    return _without_overlaps(roots)
+
+
+def _without_overlaps(roots: list[Root]) -> list[Root]:
+    kept: list[Root] = []
+    for root in sorted(roots, key=lambda r: r.path):
+        # Sorted, so an outer folder comes before everything inside it.
+        if any(
+            r.path == root.path or (r.is_dir and root.path.startswith(r.path.rstrip(os.sep) + os.sep)) for r in kept
+        ):
+            continue
+        kept.append(root)
+    return kept
 
 
 _entry_name = attrgetter("name")
@@ -51,6 +70,23 @@ def _is_image_name(name: str) -> bool:
 def printable_path(path: str) -> str:
     """The path as text a database and a terminal accept (undecodable bytes as \\xNN escapes)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def not_regular_reason(mode: int) -> str | None:
+    """Why a file of this mode is never read (reading a FIFO blocks forever, /dev/zero never ends)."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+    return f"not a regular file: it is {kind}; only regular files are indexed"
 
 
 def _found(path: str, root: str) -> FoundFile:
@@ -71,32 +107,39 @@ def _found(path: str, root: str) -> FoundFile:
         else:
             reason = exc.strerror or str(exc)
         return FoundFile(path, root, 0, 0, error=f"cannot stat: {reason}")
+    reason = not_regular_reason(st.st_mode)
+    if reason:
+        return FoundFile(path, root, 0, 0, error=reason)
     return FoundFile(path, root, st.st_size, st.st_mtime_ns)
 
 
-def scan(root: Root, unreadable: list[str]) -> Iterator[FoundFile]:
+def scan(root: Root, unreadable: dict[str, str], exclusions: Exclusions | None = None) -> Iterator[FoundFile]:
     """Image files under a root, depth first. Directory symlinks are not followed (no loops).
 
-    Folders that cannot be listed are appended to `unreadable`, so that the rows under
-    them are kept rather than swept as deleted.
+    Folders that cannot be listed are recorded in `unreadable` (folder -> reason), so that
+    the rows under them are kept rather than swept as deleted, and the user is told.
+    Excluded files and folders (see indexer.exclude) are not visited.
     """
     if not root.is_dir:
         yield _found(root.path, root.path)
         return
+    exclusions = exclusions or Exclusions()
     stack = [root.path]
     while stack:
         folder = stack.pop()
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=_entry_name)
-        except OSError:
-            unreadable.append(folder)
+        except OSError as exc:
+            unreadable[folder] = exc.strerror or str(exc)
             continue
         for entry in entries:
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
+            if exclusions.skips(entry, is_dir, root.path):
+                continue
             if is_dir:
                 stack.append(entry.path)
             elif _is_image_name(entry.name):

@@ -16,6 +16,7 @@ class IndexSummary:
     embedded: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # folders that could not be listed, why
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -36,4 +37,6 @@ class IndexSummary:
             "embedded": self.embedded,
             "seconds": round(self.seconds, 3),
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
+            "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+            "notes": list(self.notes),
         }

@@ -162,16 +162,12 @@ def test_files_deleted_or_rewritten_between_scan_and_decode(tmp_path, monkeypatc
 
 def test_an_unreadable_file_is_reported(tmp_path, monkeypatch):
     """Permission denied (simulated: the tests run as root, whom file modes do not stop)."""
-    import builtins
-
-    import clipsearch.indexer.decode as decode_mod
-
     folder = tmp_path / "perm"
     folder.mkdir()
     for i in range(3):
         (folder / f"q{i}.jpg").write_bytes(_encoded(_noise(40, 30, 40 + i), "JPEG"))
     locked = str(folder / "q1.jpg")
-    real_open = builtins.open
+    real_open = os.open
 
     def guarded_open(path, *args, **kwargs):
         if str(path) == locked:
@@ -179,7 +175,7 @@ def test_an_unreadable_file_is_reported(tmp_path, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(decode_mod, "open", guarded_open, raising=False)
+        patch.setattr(os, "open", guarded_open)
         summary = index_json(folder)
     assert summary["new"] == 2
     assert summary["failures"] == [{"path": locked, "reason": "cannot read: Permission denied"}]

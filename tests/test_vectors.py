@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from clipsearch.settings import Settings
 from clipsearch.store import Store
 from clipsearch.vectors import VectorIndex, open_index
 from clipsearch.vectors import sync as vsync
-from clipsearch.vectors.index import STALE_TEMP_S, IndexFileError, IndexHeader
+from clipsearch.vectors.index import IndexFileError, IndexHeader
 from clipsearch.vectors.policy import Layout, choose_layout
 from clipsearch.vectors.sync import index_file_current
 
@@ -280,14 +280,15 @@ def test_index_file_check_reads_only_the_header_yet_catches_damage(syn):
 
 def test_temp_files_left_by_a_killed_save_are_removed(syn):
     catalog, _ids, _vectors, path, _ = syn
-    stale, fresh = path.with_name(path.name + "abc.tmp"), path.with_name(path.name + "def.tmp")
-    for tmp in (stale, fresh):
+    stale, busy = path.with_name(path.name + "abc.tmp"), path.with_name(path.name + "def.tmp")
+    for tmp in (stale, busy):
         tmp.write_bytes(b"half an index")
-    old = time.time() - 2 * STALE_TEMP_S
-    os.utime(stale, (old, old))
-    open_index(catalog, path, SYN_MODEL, flat_max=1000)  # saves the index
-    assert not stale.exists(), "a temp file from a killed save must not pile up"
-    assert fresh.exists(), "a recent temp file may be another process's save in progress"
+    # A save in progress holds a lock on its temp file; a killed one's lock went with it.
+    with open(busy, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        open_index(catalog, path, SYN_MODEL, flat_max=1000)  # saves the index
+    assert not stale.exists(), "a temp file from a killed save must not pile up, however young"
+    assert busy.exists(), "a temp file another process is writing must stay"
 
 
 def test_index_for_another_model_or_from_the_future_is_rebuilt(syn):

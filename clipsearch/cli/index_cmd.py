@@ -36,6 +36,15 @@ def index_command(
         help="onnx, torch or auto (default: CLIPSEARCH_RUNTIME, else auto: torch to index on a CUDA GPU, else onnx).",
     ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode threads running ahead of the model."),
+    exclude: list[str] = typer.Option(
+        [],
+        "--exclude",
+        metavar="PATTERN",
+        help="Skip files and folders named like PATTERN (shell-style; with a /: the path under PATH). Repeatable.",
+    ),
+    include_hidden: bool = typer.Option(
+        False, "--include-hidden", help="Also index files and folders whose name starts with '.'."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index images under PATHS (JPEG, PNG, WebP, GIF, BMP, TIFF; HEIC with pillow-heif)."""
@@ -45,11 +54,12 @@ def index_command(
     store = open_store(ctx, with_runtime(settings, runtime))
     try:
         with index_lock(store.catalog.engine, settings.lock_path, [r.path for r in roots]):
-            summary, notes = _index(store, paths, model, device, IndexOptions(batch_size, workers))
+            options = IndexOptions(batch_size, workers, tuple(exclude), include_hidden)
+            summary, notes = _index(store, paths, model, device, options)
     except KeyboardInterrupt:
         err("interrupted: finished batches are saved; resume by running the same command again")
         raise typer.Exit(130) from None
-    for note in notes:
+    for note in summary.notes + notes:
         err(f"note: {note}")
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -57,6 +67,8 @@ def index_command(
         typer.echo(f"indexed: {summary.line()}")
         for path, reason in summary.failures:
             typer.echo(f"  failed: {path}: {reason}")
+        for path, reason in summary.unreadable:
+            typer.echo(f"  unreadable folder: {path}: {reason}; the catalog keeps what it had under it")
 
 
 def _index(store, paths: list[Path], model: Optional[str], device: str, options: IndexOptions):

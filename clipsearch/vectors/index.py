@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import json
 import os
 import struct
 import tempfile
-import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from clipsearch.faults import point
 from clipsearch.vectors.policy import Layout, default_nprobe
 
 MAGIC = b"CLIPSIDX"
-FORMAT_VERSION = 1
-STALE_TEMP_S = 3600  # a save takes seconds; a temp file this old was left by a killed process
+# 2: the header carries a checksum of the body (vectors, quantisers and id map); files of
+# version 1 cannot be verified and are rebuilt once.
+FORMAT_VERSION = 2
 _SERIAL_QUERIES = 4  # query batches up to this size are searched on one thread
 
 
 class IndexFileError(Exception):
-    """The index file is missing, truncated or not ours (it will be rebuilt)."""
+    """The index file is missing, truncated, damaged or not ours (it will be rebuilt)."""
+
+
+def body_checksum(body) -> str:
+    """The checksum the header records for the serialized index (bytes or a uint8 array).
+
+    CRC-32 finds the damage a disk or a bad copy does at 1.6 GB/s here (blake2b: 0.3 GB/s, which
+    would add a third of a second to every query process's load at 1M images).
+    """
+    return f"crc32:{zlib.crc32(memoryview(body)):08x}"
 
 
 @dataclass
@@ -39,6 +52,9 @@ class IndexHeader:
     version: int = FORMAT_VERSION
     body_bytes: int = 0  # length of the serialized index after the header (0: not recorded)
     factory: str = ""  # the FAISS layout, e.g. IVF2000,PQ128x4fs ("" in files from before it was recorded)
+    # A checksum of the body: a flipped byte anywhere (a vector, a quantiser, the id map) is caught
+    # on load, where FAISS would serve it (scores of 1e37, or the wrong image for an id).
+    body_checksum: str = ""
 
 
 class VectorIndex:
@@ -127,19 +143,24 @@ class VectorIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         blob = faiss.serialize_index(self.index)
         self.header.body_bytes = int(blob.size)
+        self.header.body_checksum = body_checksum(blob)
         header = json.dumps(asdict(self.header)).encode()
+        _remove_stale_temps(path)  # before writing: a killed save's leftover is as large as this one
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
+            # Held until the rename: tells other processes this temp file is a save in progress.
+            fcntl.flock(fd, fcntl.LOCK_EX)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
                 fh.write(blob.tobytes())
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+                point("index-temp-written")
+                os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _remove_stale_temps(path)
+        point("index-saved")
 
     @staticmethod
     def read_header(path: Path) -> IndexHeader:
@@ -160,8 +181,11 @@ class VectorIndex:
             raise IndexFileError("no index file yet") from None
         hlen = _header_length(data[:16], len(data))
         header = _parse_header(data[16 : 16 + hlen], hlen, len(data))
+        body = np.frombuffer(data, dtype=np.uint8, offset=16 + hlen)
+        if body_checksum(body) != header.body_checksum:
+            raise IndexFileError("index file is damaged (its checksum does not match)")
         try:
-            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8, offset=16 + hlen))
+            index = faiss.deserialize_index(body)
         except Exception as exc:
             raise IndexFileError(f"index file is damaged ({exc})") from None
         if index.d != header.dim:
@@ -172,15 +196,19 @@ class VectorIndex:
 def _remove_stale_temps(path: Path) -> None:
     """Delete temp files a killed save left behind (as large as the index itself).
 
-    Only old ones: a younger temp file may be another process's save in progress.
+    A save holds a lock on its temp file until the rename; one whose lock is free belongs to a
+    process that died (the system drops a dead process's locks), so it goes at once.
     """
-    cutoff = time.time() - STALE_TEMP_S
     for tmp in path.parent.glob(f"{glob.escape(path.name)}*.tmp"):
-        try:
-            if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
-        except OSError:
-            pass  # gone already, or not ours to delete
+        with contextlib.suppress(OSError):  # gone already, or not ours to delete
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another process's save in progress
+            finally:
+                os.close(fd)
+            tmp.unlink()
 
 
 def _header_length(head: bytes, file_size: int) -> int:
@@ -197,6 +225,8 @@ def _parse_header(raw: bytes, hlen: int, file_size: int) -> IndexHeader:
         header = IndexHeader(**json.loads(raw))
     except Exception as exc:
         raise IndexFileError(f"index file is damaged ({exc})") from None
+    if header.version < FORMAT_VERSION:
+        raise IndexFileError("index file is from an older version (without a checksum)")
     if header.version != FORMAT_VERSION:
         raise IndexFileError("index file has an unsupported format")
     if header.body_bytes and file_size != 16 + hlen + header.body_bytes:
