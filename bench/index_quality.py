@@ -123,9 +123,9 @@ def evaluate(store: Store, index: VectorIndex, queries: np.ndarray, truth: list[
 def sweep(store: Store, index: VectorIndex, queries: np.ndarray, truth: list[set]) -> list[dict]:
     """Served recall and search time (ANN + re-rank + metadata) for other nprobe and re-rank pool sizes.
 
-    The pool is changed through clipsearch.search.RERANK_MIN for the benchmark only; the product is untouched.
+    The pool is changed through clipsearch.search.service.RERANK_MIN for the benchmark only; the product is untouched.
     """
-    import clipsearch.search as search
+    import clipsearch.search.service as search
 
     default_nprobe, default_pool, rows = index.header.nprobe, search.RERANK_MIN, []
     for pool in sorted({128, 256, 384, default_pool, 512}):

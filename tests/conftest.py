@@ -176,8 +176,9 @@ def index_json(*args, env: dict | None = None) -> dict:
 
 
 def query_json(*args, env: dict | None = None) -> list[dict]:
+    """The results of `clipsearch query ARGS --json` (its "terms" and "notes" left out)."""
     result = ok(run_cli("query", *args, "--json", env=env))
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["results"]
 
 
 def status_json(env: dict | None = None) -> dict:

@@ -71,7 +71,7 @@ def test_queries_during_an_index_run(tmp_path, home):
         out, err = proc.communicate(timeout=120)
         if cli is not None:
             cli_out, cli_err = cli.communicate(timeout=120)
-            if cli.returncode != 0 or len(json.loads(cli_out)) != 3:
+            if cli.returncode != 0 or len(json.loads(cli_out)["results"]) != 3:
                 errors.append(f"CLI query failed during the run: {cli_err}")
     finally:
         if proc.poll() is None:

@@ -275,7 +275,7 @@ def _pairs_with_single_objects(labels: dict, minimum: int) -> list[tuple[str, st
 def _query_names(runner, text: str, k: int) -> list[str]:
     result = runner.invoke(app, ["query", text, "-k", str(k), "--json"])
     assert result.exit_code == 0, result.output
-    return [Path(hit["path"]).name for hit in json.loads(result.stdout)]
+    return [Path(hit["path"]).name for hit in json.loads(result.stdout)["results"]]
 
 
 @pytest.mark.skipif("shapes-mini" not in bundled_models(), reason="the bundled model is not installed")

@@ -1,8 +1,9 @@
-"""`clipsearch query`: ranked results for a text, an example image, or both."""
+"""`clipsearch query`: ranked results for texts and example images, added or subtracted."""
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -10,18 +11,26 @@ from typing import Optional
 import typer
 
 from clipsearch.cli.common import cli_command, err, open_store, warn_if_random, with_runtime
-from clipsearch.search import SearchRequest, SearchService, load_query_image
+from clipsearch.errors import QueryError
+from clipsearch.imaging import IMAGE_EXTENSIONS
+from clipsearch.search import QueryTerm, SearchRequest, SearchService, load_query_image, parse_query
+
+_TERM_HELP = "text or an image path, optionally weighted as WEIGHT:TERM (e.g. 2:snow); repeatable."
 
 
 @cli_command
 def query_command(
     ctx: typer.Context,
-    text: Optional[str] = typer.Argument(None, help="What to look for, in words."),
+    text: Optional[str] = typer.Argument(
+        None, help="What to look for, in words; or terms combined as '2:cat + ./pool.jpg - fruit'."
+    ),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
     offset: int = typer.Option(0, "--offset", help="Skip this many results (paging)."),
     image: Optional[Path] = typer.Option(
         None, "--image", help="Search by example: an image file (alone or with TEXT)."
     ),
+    plus: list[str] = typer.Option([], "--plus", help=f"Add a term: {_TERM_HELP}"),
+    minus: list[str] = typer.Option([], "--minus", help=f"Subtract a term (push it out of the results): {_TERM_HELP}"),
     folder: Optional[str] = typer.Option(None, "--folder", help="Only images whose path starts with this folder."),
     min_score: Optional[float] = typer.Option(
         None, "--min-score", help="Only results with at least this cosine score."
@@ -35,15 +44,17 @@ def query_command(
         "--runtime",
         help="onnx, torch or auto (default: CLIPSEARCH_RUNTIME, else auto: torch to index on a CUDA GPU, else onnx).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON array of results."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object: the terms used and the results."),
 ) -> None:
-    """Find the images that best match TEXT and/or --image."""
+    """Find the images that best match TEXT, --image and --plus terms, and least match --minus terms."""
     settings = ctx.obj.settings
     store = open_store(ctx, with_runtime(settings, runtime))
-    query_image = load_query_image(image, settings.max_megapixels) if image else None
+    image_term = _image_term_reader(settings.max_megapixels)
+    text_plus, text_minus = parse_query(text, image_term) if text else ([], [])
     request = SearchRequest(
-        text=text,
-        image=query_image,
+        image=load_query_image(image, settings.max_megapixels) if image else None,
+        plus=(*text_plus, *(QueryTerm.parse(s, image_term) for s in plus)),
+        minus=(*text_minus, *(QueryTerm.parse(s, image_term) for s in minus)),
         k=k,
         offset=offset,
         folder=folder,
@@ -58,10 +69,49 @@ def query_command(
     for note in service.open_notes + result.notes:
         err(f"note: {note}")
     if as_json:
-        typer.echo(json.dumps([hit.to_dict() for hit in result.hits], indent=2))
+        typer.echo(json.dumps(result.to_dict(), indent=2))
         return
+    if len(result.terms) > 1:
+        err(f"query: {describe_terms(result.terms)}")
     if not result.hits:
         typer.echo("no results")
         return
     for hit in result.hits:
         typer.echo(f"{hit.rank:>4}  {hit.score:.4f}  {hit.path}")
+
+
+def _image_term_reader(max_megapixels: float):
+    """A term naming an image file, or a path to an existing file, is an example image.
+
+    A plain word is text even if a file of that name happens to be in the working folder.
+    """
+
+    def read(spec: str, weight: float) -> QueryTerm | None:
+        try:
+            path = Path(spec).expanduser()
+            is_file = path.is_file()
+        except (OSError, RuntimeError):  # a name too long for a path, an unknown ~user: text
+            return None
+        has_image_suffix = path.suffix.lower() in IMAGE_EXTENSIONS
+        if is_file and (has_image_suffix or os.sep in spec or spec.startswith("~")):
+            return QueryTerm(image=load_query_image(path, max_megapixels, what="query term"), weight=weight, label=spec)
+        if has_image_suffix:
+            raise QueryError(
+                f"query term {spec}: no such image file (a term ending in {path.suffix} is read as an image path)"
+            )
+        return None
+
+    return read
+
+
+def describe_terms(terms: list[dict]) -> str:
+    """`golden retriever + 2×snow − people + [image] pool.jpg` for the terms a query used."""
+    parts = []
+    for i, term in enumerate(terms):
+        weight = abs(term["weight"])
+        sign = "-" if term["weight"] < 0 else "+"
+        body = (f"{weight:g}×" if weight != 1 else "") + (
+            term["value"] if term["kind"] == "text" else f"[{term['kind']}] {term['value']}"
+        )
+        parts.append(body if i == 0 and sign == "+" else f"{sign} {body}")
+    return " ".join(parts)

@@ -1,23 +1,18 @@
-"""The one search service behind the CLI, the UI and any API.
-
-Front ends build a SearchRequest and render the SearchResult; all ranking lives here.
-"""
+"""The one search service behind the CLI, the UI and the HTTP API: all ranking lives here."""
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from clipsearch.catalog import ImageMeta
-from clipsearch.errors import EmptyStoreError, ImageDecodeError, QueryError
-from clipsearch.imaging import load_rgb
+from clipsearch.errors import EmptyStoreError, QueryError
 from clipsearch.models import Encoder
+from clipsearch.search.request import SearchHit, SearchRequest, SearchResult
+from clipsearch.search.terms import QueryTerm
 from clipsearch.store import Store
 from clipsearch.vectors import VectorIndex
 from clipsearch.vectors.sync import catch_up
@@ -27,74 +22,8 @@ EXACT_FILTER_MAX = 50_000
 # Candidates fetched from an approximate index per result wanted, then re-ranked exactly.
 RERANK_FACTOR = 8
 RERANK_MIN = 384  # PQ128x4fs at 1M: recall@10 0.977 with 256, 0.996 with 384, 0.998 with 512 (docs/benchmarks.md)
-MAX_K = 10_000
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    text: str | None = None
-    image: Image.Image | None = None
-    image_id: int | None = None  # "more like this": an indexed image's own vector
-    k: int = 20
-    offset: int = 0
-    folder: str | None = None
-    min_score: float | None = None
-    taken_after: datetime | None = None
-    taken_before: datetime | None = None
-
-    def validate(self) -> None:
-        """Reject a request that cannot be answered, before any model is loaded."""
-        if not ((self.text and self.text.strip()) or self.image is not None or self.image_id is not None):
-            raise QueryError("empty query: give some text, an --image, or both")
-        if self.k < 1 or self.k > MAX_K:
-            raise QueryError(f"k must be between 1 and {MAX_K} (got {self.k})")
-        if self.offset < 0:
-            raise QueryError(f"offset must be 0 or more (got {self.offset})")
-
-    @property
-    def has_filters(self) -> bool:
-        return bool(self.folder or self.taken_after or self.taken_before)
-
-
-@dataclass(frozen=True)
-class SearchHit(ImageMeta):
-    """An image's catalog facts plus where it ranked and its cosine score."""
-
-    rank: int
-    score: float
-
-    def to_dict(self) -> dict:
-        return {
-            "rank": self.rank,
-            "id": self.id,
-            "path": self.path,
-            "score": round(self.score, 6),
-            "width": self.width,
-            "height": self.height,
-            "size": self.size,
-            "taken_at": self.taken_at.isoformat() if self.taken_at else None,
-            "camera": self.camera,
-        }
-
-
-@dataclass
-class SearchResult:
-    hits: list[SearchHit]
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def load_query_image(path: Path, max_megapixels: float) -> Image.Image:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise QueryError(f"--image {path}: no such file") from None
-    except OSError as exc:
-        raise QueryError(f"--image {path}: cannot read it ({exc.strerror})") from None
-    try:
-        return load_rgb(data, max_megapixels)[0]
-    except ImageDecodeError as exc:
-        raise QueryError(f"--image {path}: {exc}") from None
+# Below this norm the weighted terms cancel out and the query points nowhere.
+_MIN_QUERY_NORM = 1e-3
 
 
 def _folder_prefix(folder: str) -> str:
@@ -134,23 +63,39 @@ class SearchService:
         catch_up(self.index, self.store.catalog)
 
     def query_vector(self, req: SearchRequest, notes: list[str]) -> np.ndarray:
-        parts = []
-        if req.text is not None and req.text.strip():
-            text = " ".join(req.text.split())
-            if self.encoder.count_tokens(text) > self.encoder.context_length:
-                notes.append(
-                    f"query is longer than the model's {self.encoder.context_length}-token context; its end was ignored"
-                )
-            parts.append(self.encoder.encode_text(text))
-        if req.image is not None:
-            parts.append(self.encoder.encode_image(req.image))
-        if req.image_id is not None:
-            ids, vectors = self.store.catalog.vectors.fetch([req.image_id])
-            if not len(ids):
-                raise QueryError(f"image {req.image_id} is not in the catalog (deleted or failed)")
-            parts.append(vectors[0])
-        q = np.sum(parts, axis=0)
-        return (q / max(np.linalg.norm(q), 1e-12)).astype(np.float32)
+        """The weighted sum of the request's normalised term vectors, renormalised."""
+        signed = req.terms()
+        vectors = self._term_vectors([term for _, term in signed], notes)
+        weights = np.array([sign * term.weight for sign, term in signed], dtype=np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        q = weights @ vectors
+        norm = float(np.linalg.norm(q))
+        if norm < _MIN_QUERY_NORM:
+            raise QueryError("the query's terms cancel each other out: change a weight or drop a term")
+        return (q / norm).astype(np.float32)
+
+    def _term_vectors(self, terms: list[QueryTerm], notes: list[str]) -> np.ndarray:
+        """One row per term; texts are encoded in one batch."""
+        rows: list[np.ndarray | None] = [None] * len(terms)
+        texts = [(i, " ".join(t.text.split())) for i, t in enumerate(terms) if t.text is not None]
+        for _, text in texts:
+            limit = self.encoder.context_length
+            if self.encoder.count_tokens(text) > limit:
+                shown = repr(text if len(text) <= 40 else text[:40] + "...")
+                notes.append(f"the term {shown} is longer than the model's {limit}-token context; its end was ignored")
+        if texts:
+            encoded = np.asarray(self.encoder.encode_texts([text for _, text in texts]), dtype=np.float32)
+            for (i, _), vector in zip(texts, encoded, strict=True):
+                rows[i] = vector
+        for i, term in enumerate(terms):
+            if term.image is not None:
+                rows[i] = np.asarray(self.encoder.encode_image(term.image), dtype=np.float32)
+            elif term.image_id is not None:
+                ids, vectors = self.store.catalog.vectors.fetch([term.image_id])
+                if not len(ids):
+                    raise QueryError(f"image {term.image_id} is not in the catalog (deleted or failed)")
+                rows[i] = vectors[0]
+        return np.stack(rows).astype(np.float32)
 
     def search(self, req: SearchRequest) -> SearchResult:
         req.validate()
@@ -170,12 +115,13 @@ class SearchService:
         meta = self.store.catalog.results.meta(ids)
         hits = [
             _hit(req.offset + i + 1, meta[int(i_)], float(s))
-            for i, (i_, s) in enumerate(zip(ids, scores, strict=False))
+            for i, (i_, s) in enumerate(zip(ids, scores, strict=True))
             if int(i_) in meta
         ]
         timings["metadata_ms"] = (time.perf_counter() - t2) * 1000
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
-        return SearchResult(hits, timings, notes)
+        terms = [term.describe(sign) for sign, term in req.terms()]
+        return SearchResult(hits, timings, notes, terms)
 
     def _rank(self, q: np.ndarray, req: SearchRequest, timings: dict) -> tuple[np.ndarray, np.ndarray]:
         """Best-first (ids, exact cosine scores), at least offset+k long when that many exist."""
