@@ -1,177 +1,188 @@
-"""The clipsearch web page (run by `clipsearch ui`, or `streamlit run ui/app.py`).
+"""The clipsearch web page (run by `clipsearch ui`).
 
-Streamlit re-runs this script on every interaction: it reads the inputs, asks the shared
-search service for a page of results (more pages are appended by "load more"), and draws.
+Streamlit re-runs this script on every interaction: it reads the search from the URL or the
+widgets, asks the shared search service for the pages shown, and draws. Opening a result reruns
+only its card and the dialog (fragments), never the grid.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date
 
 import streamlit as st
 
 from clipsearch.errors import ClipsearchError
-from clipsearch.imaging import IMAGE_EXTENSIONS
 from clipsearch.settings import Settings
-from clipsearch.ui import render
-from clipsearch.ui.inputs import DEFAULT_PAGE_SIZE, PAGE_SIZES, PageInput, Upload, build_request
+from clipsearch.store import Store
+from clipsearch.ui import sidebar, style
+from clipsearch.ui.detail import detail_dialog
+from clipsearch.ui.explain import explain_empty
+from clipsearch.ui.folders import indexed_folders
+from clipsearch.ui.grid import result_grid
+from clipsearch.ui.inputs import MAX_PAGES, PageInput, Upload, build_request, upload_types
 from clipsearch.ui.state import Engine, Results, open_engine, open_store, session_defaults, store_exists
+from clipsearch.ui.text import count, notice
+from clipsearch.ui.urlstate import apply_url, clear_example, like, sync_to_url
 
-EARLIEST_DATE = date(1900, 1, 1)
-
-
-# -- callbacks: they run before the script, so they may reset widgets ---------------------
-
-
-def _like(image_id: int) -> None:
-    st.session_state.like_id = image_id
-    st.session_state.open_id = None
-    st.session_state.q = ""
-    st.session_state.upload_nonce += 1  # a new key empties the uploader
+ss = st.session_state
 
 
-def _open(image_id: int) -> None:
-    st.session_state.open_id = image_id
+# -- callbacks: they run before the script, so they may set widget values ---------------------
 
 
-def _close() -> None:
-    st.session_state.open_id = None
-
-
-def _forget_example() -> None:
-    st.session_state.like_id = None
+def _new_search() -> None:
+    ss.like_id = None
+    ss.pages = 1
 
 
 def _more() -> None:
-    st.session_state.want_more = True
+    ss.pages = min(ss.pages + 1, MAX_PAGES)
 
 
-# -- page sections ----------------------------------------------------------------------------
+def _drop_text() -> None:
+    ss.q = ""
 
 
-def load_engine(settings: Settings) -> Engine | None:
-    """The shared engine, or None after telling the user why there is none."""
+# -- page sections ------------------------------------------------------------------------------
+
+
+def how_to_index(settings: Settings, reason: str) -> None:
+    """What an empty or missing store shows instead of a search box."""
+    notice("info", reason, key="no-store")
+    st.markdown("Index a folder of photos (any time, also while this page is open), then reload:")
+    st.code(f"clipsearch --home {settings.home} index ~/Pictures", language="bash")
+    st.caption("Indexing reads JPEG, PNG, WebP, GIF, BMP and TIFF files in the folder and its sub-folders.")
+
+
+def load_engine(settings: Settings) -> tuple[Store | None, Engine | None]:
+    """The store and its shared engine; None where there is none, after telling the user why."""
     if not store_exists(settings):
-        render.how_to_index(settings, f"There is no clipsearch store at {settings.home} yet.")
-        return None
+        how_to_index(settings, f"There is no clipsearch store at {settings.home} yet.")
+        return None, None
     try:
         store = open_store(str(settings.home), settings.database_url)
-        empty = store.catalog.facts.stats().images == 0
+        empty = store.catalog.stats().images == 0
     except ClipsearchError as exc:
-        st.error(f"Cannot open the store: {exc}")
-        return None
+        notice("error", f"Cannot open the store: {exc}", key="store")
+        return None, None
     if empty:
-        render.store_status(store, None)
-        render.how_to_index(settings, f"No images have been indexed in {settings.home} yet.")
-        return None
+        how_to_index(settings, f"No images have been indexed in {settings.home} yet.")
+        return store, None
     try:
-        engine = open_engine(str(settings.home), settings.database_url)
+        return store, open_engine(str(settings.home), settings.database_url)
     except ClipsearchError as exc:
-        render.store_status(store, None)
-        st.error(f"Cannot load the search engine: {exc}")
-        return None
-    render.store_status(store, engine)
-    return engine
+        notice("error", f"Cannot load the search engine: {exc}", key="engine")
+        return store, None
 
 
 def read_inputs() -> PageInput:
-    box, example = st.columns([3, 2])
-    text = box.text_input(
-        "Search", key="q", placeholder="describe a photo, e.g. a dog on a beach", on_change=_forget_example
-    )
-    uploaded = example.file_uploader(
-        "…or search by example",
-        key=f"upload-{st.session_state.upload_nonce}",
-        type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS),
-        on_change=_forget_example,
-    )
-    sb = st.sidebar
-    sb.header("Filters")
-    folder = sb.text_input(
-        "Folder", key="folder", placeholder="/path/to/photos/2021", help="Only images under this folder."
-    )
-    after = sb.date_input("Taken on or after", value=None, min_value=EARLIEST_DATE, key="after")
-    before = sb.date_input("Taken on or before", value=None, min_value=EARLIEST_DATE, key="before")
-    min_score = sb.slider("Minimum score", 0.0, 1.0, 0.0, 0.01, key="min_score", help="0 shows everything.")
-    page_size = sb.selectbox("Results per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULT_PAGE_SIZE), key="page_size")
+    """The search row (text box and example image); the filters are drawn in the sidebar."""
+    with st.container(horizontal=True, vertical_alignment="center", key="cs-search-row"):
+        text = st.text_input(
+            "Search",
+            key="q",
+            placeholder="describe a photo, e.g. a dog on a beach",
+            label_visibility="collapsed",
+            on_change=_new_search,
+        )
+        with st.popover("Example image", icon=":material/image_search:"):
+            uploaded = st.file_uploader(
+                "Search by example",
+                key=f"upload-{ss.upload_nonce}",
+                type=upload_types(),
+                on_change=_new_search,
+            )
+    if uploaded is not None:
+        st.text(f"Example image: {uploaded.name}")
     return PageInput(
         text=text or "",
         upload=Upload(uploaded.name, uploaded.getvalue()) if uploaded else None,
-        like_id=st.session_state.like_id,
-        folder=folder or "",
-        after=after,
-        before=before,
-        min_score=float(min_score),
-        page_size=int(page_size),
+        like_id=ss.like_id,
+        folder=ss.folder or "",
+        after=ss.after,
+        before=ss.before,
+        min_score=float(ss.min_score),
+        page_size=int(ss.page_size),
+        pages=int(ss.pages),
     )
 
 
-def example_banner(engine: Engine, like_id: int) -> None:
-    meta = engine.service.store.catalog.results.meta([like_id]).get(like_id)
-    name = meta.path if meta else f"image {like_id}"
-    left, right = st.columns([5, 1])
-    left.info(f"Showing images like {name}")
-    right.button("Clear", key="clear-example", on_click=_forget_example)
+def example_banner(engine: Engine, inp: PageInput) -> None:
+    meta = engine.store.catalog.fetch_meta([inp.like_id]).get(inp.like_id)
+    name = meta.path if meta else f"image {inp.like_id} (no longer in the catalog)"
+    combined = f", combined with the text “{inp.text.strip()}”" if inp.text.strip() else ""
+    with st.container(horizontal=True, vertical_alignment="center", key="cs-example-row"):
+        notice("info", f"Images like {name}{combined}", key="example")
+        st.button(
+            "Clear", key="cs-clear-example", on_click=clear_example, help="Back to the search before “more like this”."
+        )
+        if combined:
+            st.button("Image only", key="cs-drop-text", on_click=_drop_text)
 
 
 def current_results(engine: Engine, inp: PageInput, settings: Settings) -> Results | None:
-    """This request's results so far: a first page for a new request, one more on "load more"."""
-    results: Results | None = st.session_state.results
-    want_more, st.session_state.want_more = st.session_state.want_more, False
-    fresh = results is None or results.signature != inp.signature()
-    if not fresh and (not want_more or results.exhausted):
-        return results
-    if fresh:
+    """This search's results, fetched as far as the pages shown (plus one, to know if more exist)."""
+    results: Results | None = ss.results
+    if results is None or results.signature != inp.signature():
         results = Results(inp.signature())
-    try:
-        request = build_request(inp, offset=len(results.hits), max_megapixels=settings.max_megapixels)
-        with st.spinner("Searching…"):
-            results.add_page(engine.search(request), inp.page_size)
-    except ClipsearchError as exc:
-        st.error(str(exc))
-        return None
-    st.session_state.results = results
+    need = results.needs(inp.shown)
+    if need:
+        try:
+            request = build_request(inp, offset=len(results.hits), k=need, max_megapixels=settings.max_megapixels)
+            with st.spinner("Searching…"):
+                results.add(engine.search(request), need)
+        except ClipsearchError as exc:
+            notice("error", str(exc), key="search")
+            return None
+    ss.results = results
     return results
+
+
+def show_results(engine: Engine, inp: PageInput, results: Results, settings: Settings) -> None:
+    hits = results.hits[: inp.shown]
+    more = results.has_more(inp.shown)
+    st.caption(f"{count(len(hits), 'result')}{' so far' if more else ''} · search took {results.total_ms:,.0f} ms")
+    for i, note in enumerate(results.notes):
+        notice("info", note, key=f"note-{i}")
+    if not hits:
+        for i, line in enumerate(explain_empty(engine, inp, settings.max_megapixels)):
+            notice("info", line, key=f"empty-{i}")
+        return
+
+    def open_detail(pos: int) -> None:
+        ss.open_pos = pos
+        detail_dialog(engine, hits, lambda image_id: like(image_id, inp))
+
+    result_grid(hits, engine.thumbs, open_detail)
+    if more:
+        st.button("Load more", key="cs-more", on_click=_more)
 
 
 def main() -> None:
     st.set_page_config(page_title="clipsearch", page_icon="🔎", layout="wide")
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns about random weights on every load
+    style.inject()
     session_defaults()
     settings = Settings.from_env()
-    st.title("clipsearch")
-    engine = load_engine(settings)
+    st.sidebar.title("clipsearch")
+    store, engine = load_engine(settings)
     if engine is None:
+        if store is not None:
+            sidebar.store_status(store, None)
         return
+    apply_url()
+    sidebar.filters(indexed_folders(str(settings.home), settings.database_url, store.catalog.stats().seq))
     inp = read_inputs()
+    sync_to_url(inp)
     if inp.like_id is not None:
-        example_banner(engine, inp.like_id)
-    results = None if inp.is_empty else current_results(engine, inp, settings)
-    hits = results.hits if results else []
-    open_id = st.session_state.open_id
-    if open_id is not None and open_id not in {h.id for h in hits}:
-        render.opened_result(engine, open_id, _like, _close)
+        example_banner(engine, inp)
     if inp.is_empty:
-        st.caption("Type what you are looking for, or drop in an example image.")
-        return
-    if results is None:
-        return
-    render.results_header(results)
-    if not hits:
-        st.info("No results. Try other words, or loosen the filters.")
-        return
-    # The opened result unfolds under its own row, where the user clicked.
-    render.result_grid(
-        hits,
-        engine.thumbs,
-        _like,
-        _open,
-        opened=lambda: render.opened_result(engine, open_id, _like, _close),
-        open_id=open_id,
-    )
-    if not results.exhausted:
-        st.button("Load more", key="more", on_click=_more)
+        st.caption("Type what you are looking for, or search by an example image.")
+    else:
+        results = current_results(engine, inp, settings)
+        if results is not None:
+            show_results(engine, inp, results, settings)
+    sidebar.store_status(store, engine)
 
 
 main()

@@ -1,16 +1,20 @@
-"""The page's inputs as one value, and its translation into the search service's request."""
+"""The page's inputs as one value, its place in the URL, and its translation into a search request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 
 from clipsearch.errors import ImageDecodeError, QueryError
-from clipsearch.imaging import content_hash, load_rgb
+from clipsearch.imaging import IMAGE_EXTENSIONS, content_hash, load_rgb
 from clipsearch.search import SearchRequest
 
-PAGE_SIZES = (12, 24, 48)
-DEFAULT_PAGE_SIZE = 24
+PAGE_SIZES = (24, 48, 96)
+DEFAULT_PAGE_SIZE = 48
+MAX_PAGES = 50
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 
 
 @dataclass(frozen=True)
@@ -29,13 +33,18 @@ class PageInput:
     before: date | None = None
     min_score: float = 0.0  # 0 means no minimum
     page_size: int = DEFAULT_PAGE_SIZE
+    pages: int = 1  # pages shown ("load more" adds one)
 
     @property
     def is_empty(self) -> bool:
         return not self.text.strip() and self.upload is None and self.like_id is None
 
+    @property
+    def shown(self) -> int:
+        return self.page_size * self.pages
+
     def signature(self) -> tuple:
-        """Equal for inputs that ask for the same results (paging state is kept while it holds)."""
+        """Equal for inputs that rank the same results (pages only say how many are shown)."""
         upload = content_hash(self.upload.data) if self.upload else None
         return (
             " ".join(self.text.split()),
@@ -45,14 +54,24 @@ class PageInput:
             self.after,
             self.before,
             self.min_score,
-            self.page_size,
         )
 
+    def without(self, *filters: str) -> PageInput:
+        """The same search with some filters lifted (to explain an empty result)."""
+        blank = PageInput()
+        return replace(self, **{name: getattr(blank, name) for name in filters})
 
-def build_request(inp: PageInput, offset: int, max_megapixels: float) -> SearchRequest:
-    """The service request for one page of results; QueryError says what to fix in the form."""
+
+def upload_types() -> list[str]:
+    """Extensions the uploader offers: HEIC/HEIF only when pillow-heif can read them."""
+    heif = importlib.util.find_spec("pillow_heif") is not None
+    return sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS if heif or e not in HEIF_EXTENSIONS)
+
+
+def build_request(inp: PageInput, offset: int, k: int, max_megapixels: float) -> SearchRequest:
+    """The service request for results offset..offset+k; QueryError says what to fix in the form."""
     if inp.after and inp.before and inp.after > inp.before:
-        raise QueryError(f"the date range is reversed: taken after {inp.after} but before {inp.before}")
+        raise QueryError(f"the date range is reversed: taken on or after {inp.after} but on or before {inp.before}")
     image = None
     if inp.upload is not None:
         try:
@@ -60,13 +79,62 @@ def build_request(inp: PageInput, offset: int, max_megapixels: float) -> SearchR
         except ImageDecodeError as exc:
             raise QueryError(f"the uploaded file {inp.upload.name} cannot be used as an example: {exc}") from None
     return SearchRequest(
-        text=inp.text if inp.like_id is None else None,
+        text=inp.text if inp.text.strip() else None,  # kept beside an example: a combined query
         image=image,
         image_id=inp.like_id,
-        k=inp.page_size,
+        k=k,
         offset=offset,
         folder=inp.folder.strip() or None,
         min_score=inp.min_score if inp.min_score > 0 else None,
         taken_after=datetime.combine(inp.after, time.min) if inp.after else None,
         taken_before=datetime.combine(inp.before, time.max) if inp.before else None,
     )
+
+
+# -- the URL: a search as query parameters, so Back, reload, bookmarks and shared links work ---------
+
+
+def to_params(inp: PageInput) -> dict[str, str]:
+    """Query parameters for a search (defaults left out; an uploaded example cannot travel in a URL)."""
+    params = {
+        "q": inp.text.strip(),
+        "like": "" if inp.like_id is None else str(inp.like_id),
+        "folder": inp.folder.strip(),
+        "after": inp.after.isoformat() if inp.after else "",
+        "before": inp.before.isoformat() if inp.before else "",
+        "min": f"{inp.min_score:g}" if inp.min_score > 0 else "",
+        "n": "" if inp.page_size == DEFAULT_PAGE_SIZE else str(inp.page_size),
+        "page": "" if inp.pages <= 1 else str(inp.pages),
+    }
+    return {key: value for key, value in params.items() if value}
+
+
+def from_params(params: Mapping[str, str]) -> tuple[PageInput, list[str]]:
+    """The search a URL asks for, and what in it was unusable (and ignored)."""
+    problems: list[str] = []
+
+    def parsed(key: str, parse, check=lambda v: True):
+        raw = params.get(key)
+        if raw is None or raw == "":
+            return None
+        try:
+            value = parse(raw)
+            if check(value):
+                return value
+        except ValueError:
+            pass
+        problems.append(f"{key}={raw}")
+        return None
+
+    size = parsed("n", int, lambda v: v in PAGE_SIZES)
+    inp = PageInput(
+        text=params.get("q", ""),
+        like_id=parsed("like", int, lambda v: v > 0),
+        folder=params.get("folder", ""),
+        after=parsed("after", date.fromisoformat),
+        before=parsed("before", date.fromisoformat),
+        min_score=parsed("min", float, lambda v: 0 <= v <= 1) or 0.0,
+        page_size=size or DEFAULT_PAGE_SIZE,
+        pages=parsed("page", int, lambda v: 1 <= v <= MAX_PAGES) or 1,
+    )
+    return inp, problems

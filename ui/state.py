@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
+from sqlalchemy import text
 
 from clipsearch.imaging import load_rgb
 from clipsearch.search import SearchHit, SearchRequest, SearchResult, SearchService
 from clipsearch.settings import Settings
 from clipsearch.store import Store
-from clipsearch.thumbnails import Thumbnails, encode_thumbnail, read_original
+from clipsearch.thumbnails import Thumbnails, encode_thumbnail
+from clipsearch.ui.inputs import DEFAULT_PAGE_SIZE
 
 
 @dataclass
@@ -23,9 +28,19 @@ class Engine:
     # Sessions run in threads; a search may catch the shared FAISS index up to new commits.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def store(self) -> Store:
+        return self.service.store
+
     def search(self, request: SearchRequest) -> SearchResult:
         with self.lock:
             return self.service.search(request)
+
+    def index_size(self) -> tuple[str, int]:
+        """The index kind and its vector count, caught up with the catalog first."""
+        with self.lock:
+            self.service.refresh()
+            return self.service.index.kind, self.service.index.ntotal
 
 
 def store_exists(settings: Settings) -> bool:
@@ -52,19 +67,45 @@ def open_engine(home: str, database_url: str | None) -> Engine:
     return Engine(service, Thumbnails.for_settings(store.settings))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def screen_image(path: str, mtime_ns: int, side: int, max_megapixels: float) -> bytes:
-    """A screen-sized JPEG of an original (cached by path and mtime, so edits are seen)."""
-    rgb, _info = load_rgb(read_original(path), max_megapixels, min_side=side)
+@st.cache_data(max_entries=32, show_spinner=False)
+def screen_image(
+    path: str, size: int, mtime_ns: int, side: int, max_megapixels: float, _load: Callable[[], bytes]
+) -> bytes:
+    """A screen-sized JPEG of an original, cached by the file's identity (path, size, mtime).
+
+    `_load` (not part of the cache key) reads the original, checked against the catalog.
+    """
+    rgb, _info = load_rgb(_load(), max_megapixels, min_side=side)
     return encode_thumbnail(rgb, side)
 
 
-# -- per-session paging state ----------------------------------------------------------------
+def index_running(store: Store) -> bool | None:
+    """Whether an index run holds the store's lock now (None: cannot tell on this system).
+
+    Looks without taking the lock: even a moment's try could make a starting run fail as "busy".
+    """
+    engine = store.catalog.engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:  # index runs hold advisory locks (clipsearch.lock)
+            sql = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() LIMIT 1"
+            return conn.execute(text(sql)).first() is not None
+    try:
+        info = os.stat(store.settings.lock_path)
+        table = Path("/proc/locks").read_text()
+    except FileNotFoundError:
+        return False if not store.settings.lock_path.exists() else None
+    except OSError:
+        return None
+    ident = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    return any("FLOCK" in line and ident in line.split() for line in table.splitlines())
+
+
+# -- per-session state ------------------------------------------------------------------------
 
 
 @dataclass
 class Results:
-    """The hits shown so far for one request (pages are appended by "load more")."""
+    """The hits fetched so far for one search (more are fetched as more pages are shown)."""
 
     signature: tuple
     hits: list[SearchHit] = field(default_factory=list)
@@ -72,21 +113,40 @@ class Results:
     total_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
 
-    def add_page(self, result: SearchResult, page_size: int) -> None:
+    def needs(self, shown: int) -> int:
+        """How many more hits to ask for to show `shown` and know whether more exist (0: none)."""
+        if self.exhausted or len(self.hits) > shown:
+            return 0
+        return shown + 1 - len(self.hits)
+
+    def add(self, result: SearchResult, asked: int) -> None:
         seen = {h.id for h in self.hits}
         # A commit between pages can shift ranks; never show the same image twice.
         self.hits.extend(h for h in result.hits if h.id not in seen)
-        self.exhausted = len(result.hits) < page_size
+        self.exhausted = len(result.hits) < asked
         self.total_ms = result.timings.get("total_ms", 0.0)
         self.notes = list(result.notes)
 
+    def has_more(self, shown: int) -> bool:
+        return len(self.hits) > shown
+
 
 def session_defaults() -> None:
-    for key, value in (
-        ("like_id", None),
-        ("open_id", None),
-        ("upload_nonce", 0),
-        ("want_more", False),
-        ("results", None),
-    ):
+    defaults = {
+        "like_id": None,
+        "pages": 1,
+        "upload_nonce": 0,
+        "results": None,
+        "open_pos": None,
+        "url_seen": None,
+        "back_stack": [],
+        # widgets, by key: set here (not through value=) so the URL can set them too
+        "q": "",
+        "folder": None,
+        "after": None,
+        "before": None,
+        "min_score": 0.0,
+        "page_size": DEFAULT_PAGE_SIZE,
+    }
+    for key, value in defaults.items():
         st.session_state.setdefault(key, value)
