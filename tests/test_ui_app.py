@@ -2,6 +2,9 @@
 
 One store is indexed per module (random:cs-tiny) and shared by the read-only tests; tests
 that change files on disk index their own. The page reads CLIPSEARCH_HOME like `clipsearch ui`.
+Searches are started from URL query parameters where possible: that is how a shared link,
+a bookmark or the browser's Back arrive. Clicks inside the detail dialog (a fragment) need a
+real browser: tests/test_ui_browser.py.
 """
 
 from __future__ import annotations
@@ -18,21 +21,24 @@ from conftest import MODEL, index_json, make_exif, make_photos, ok, pattern_imag
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from clipsearch.cli import ui_cmd
 from clipsearch.errors import StoreError
 from clipsearch.indexer.decode import content_hash as indexer_content_hash
+from clipsearch.lock import write_lock
 from clipsearch.search import SearchService
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails, content_hash
+from clipsearch.ui import inputs
+from clipsearch.ui.inputs import PageInput, from_params, to_params
+from clipsearch.ui.text import score_label
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
-N_PLAIN = 14
-N_IMAGES = N_PLAIN + 2
-CAPTION = re.compile(r"^#(\d+) · score (-?\d+\.\d+)$")
+N_PLAIN = 22
+N_IMAGES = N_PLAIN + 2  # one page of 24, two of 12: the exact page boundaries
+CARD = re.compile(r"^(<0|\d\.\d{3}) · (.+)$")
 
 
 def build_store(root: Path) -> tuple[Path, Path]:
-    """A photo folder (14 plain + 2 with EXIF + 1 broken file) indexed into root/home."""
+    """A photo folder (22 plain + 2 with EXIF + 1 broken file) indexed into root/home."""
     photos, home = root / "photos", root / "home"
     make_photos(photos, N_PLAIN)
     save_image(
@@ -68,8 +74,11 @@ def own_store(tmp_path, monkeypatch) -> tuple[Path, Path]:
     return photos, home
 
 
-def start() -> AppTest:
+def start(**params: str) -> AppTest:
+    """The page as opened from a URL with these query parameters."""
     at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = value
     at.run()
     assert not at.exception, at.exception
     return at
@@ -81,30 +90,32 @@ def search(at: AppTest, text: str) -> AppTest:
     return at
 
 
-def exif_results(photos: Path) -> AppTest:
-    """A page filtered to the two EXIF photos and searched."""
-    at = start()
-    at.sidebar.text_input(key="folder").input(str(photos / "exif")).run()
-    return search(at, "a photo")
-
-
-def grid(at: AppTest) -> list[tuple[int, float]]:
-    """(rank, score) of every result card, in page order."""
-    out = []
-    for image in at.image:
-        for caption in image.captions:
-            m = CAPTION.match(caption)
-            if m:
-                out.append((int(m.group(1)), float(m.group(2))))
-    return out
+def cards(at: AppTest) -> list[tuple[str, str]]:
+    """(score label, file name) of every result card, in page order."""
+    return [m.groups() for m in (CARD.match(t.value) for t in at.text) if m]
 
 
 def names(at: AppTest) -> list[str]:
-    return [c.value for c in at.caption if re.fullmatch(r"[\w.-]+\.(jpg|png)", c.value)]
+    return [name for _score, name in cards(at)]
 
 
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def url(at: AppTest) -> dict[str, str]:
+    return {
+        key: at.query_params[key][-1] if isinstance(at.query_params[key], list) else at.query_params[key]
+        for key in at.query_params
+    }
+
+
+def open_result(at: AppTest, name: str) -> AppTest:
+    """Click a card (the dialog's content then shows in the element tree)."""
+    keys = [b.key for b in at.button if b.key.startswith("cs-open-")]
+    at.button(key=keys[names(at).index(name)]).click().run()
+    assert not at.exception, at.exception
+    return at
 
 
 # -- searching ---------------------------------------------------------------------------------
@@ -112,39 +123,88 @@ def texts(elements) -> str:
 
 def test_query_shows_scored_results_best_first_with_timing(store):
     at = search(start(), "a red square")
-    cards = grid(at)
-    assert len(cards) == N_IMAGES  # default page (24) holds the whole store
-    assert [rank for rank, _ in cards] == list(range(1, N_IMAGES + 1))
-    scores = [score for _, score in cards]
+    shown = cards(at)
+    assert len(shown) == N_IMAGES  # the default page (48) holds the whole store
+    scores = [float(s) for s, _ in shown if s != "<0"]
     assert scores == sorted(scores, reverse=True)
     assert re.search(rf"{N_IMAGES} results · search took \d+ ms", texts(at.caption))
+    assert not [b for b in at.button if b.key == "cs-more"], "everything is shown: no 'load more'"
     # Same ranking as the CLI: one search service behind both.
     cli = [Path(hit["path"]).name for hit in query_json("a red square", "-k", N_IMAGES)]
     assert names(at) == cli
+    assert url(at) == {"q": "a red square"}, "the search is in the URL"
 
 
-def test_load_more_appends_the_next_page(store):
-    at = start()
-    at.selectbox(key="page_size").set_value(12).run()
-    search(at, "a red square")
-    assert [r for r, _ in grid(at)] == list(range(1, 13))
-    assert "12 results so far" in texts(at.caption)
-    at.button(key="more").click().run()
+def test_load_more_stops_at_exact_page_boundaries(store):
+    at = start(q="a red square", n="12")
+    assert len(cards(at)) == 12 and "12 results so far" in texts(at.caption)
+    at.button(key="cs-more").click().run()
     assert not at.exception
-    assert [r for r, _ in grid(at)] == list(range(1, N_IMAGES + 1))
-    assert len(set(names(at))) == N_IMAGES
-    assert not [b for b in at.button if b.key == "more"], "no more pages, so no 'load more'"
+    assert len(cards(at)) == N_IMAGES == 24 and len(set(names(at))) == N_IMAGES
+    assert not [b for b in at.button if b.key == "cs-more"], "24 of 24 shown: no 'load more' that adds nothing"
+    assert url(at)["page"] == "2"
     cli = [Path(hit["path"]).name for hit in query_json("a red square", "-k", N_IMAGES)]
     assert names(at) == cli
+    exact = start(q="a red square", n="24")
+    assert len(cards(exact)) == 24 and not [b for b in exact.button if b.key == "cs-more"]
 
 
-def test_folder_filter(store):
+def test_a_shared_url_gives_the_same_results(store):
     photos, _home = store
-    at = exif_results(photos)
+    at = start()
+    at.sidebar.selectbox(key="folder").set_value(str(photos))
+    at.sidebar.date_input(key="before").set_value(date(2030, 1, 1)).run()
+    search(at, "a photo")
+    link = url(at)
+    assert link == {"q": "a photo", "folder": str(photos), "before": "2030-01-01"}
+    again = start(**link)
+    assert cards(again) == cards(at) and cards(at)
+    assert again.text_input(key="q").value == "a photo"
+    assert again.sidebar.selectbox(key="folder").value == str(photos)
+
+
+def test_bad_url_values_are_ignored_with_a_note(store):
+    at = start(q="a photo", after="yesterday", n="7", page="2")
+    assert "Ignored in the link (not valid): n=7, after=yesterday" in texts(at.text)
+    assert len(cards(at)) == N_IMAGES
+
+
+def test_url_round_trip_of_every_field():
+    full = PageInput(
+        text="a dog",
+        like_id=7,
+        folder="/p/[x](y)",
+        after=date(2020, 1, 2),
+        before=date(2021, 3, 4),
+        min_score=0.25,
+        page_size=96,
+        pages=3,
+    )
+    assert from_params(to_params(full)) == (full, [])
+    assert to_params(PageInput()) == {}
+
+
+def test_folder_filter_suggests_indexed_folders(store):
+    photos, _home = store
+    at = start()
+    folder = at.sidebar.selectbox(key="folder")
+    assert str(photos) in folder.options[0] and any(str(photos / "exif") in o for o in folder.options)
+    assert f"{photos / 'exif'}  (2)" in folder.options, "each suggestion says how many images it holds"
+    folder.set_value(str(photos / "exif")).run()
+    search(at, "a photo")
     assert sorted(names(at)) == ["rotated.jpg", "upright.jpg"]
-    at.sidebar.text_input(key="folder").input(str(photos / "ex")).run()
-    assert not grid(at), "a folder is not a name prefix: photos/ex must not match photos/exif"
-    assert "No results" in texts(at.info)
+    typed = start(q="a photo", folder=str(photos / "ex"))  # typed, not picked: any folder is accepted
+    assert not cards(typed), "a folder is not a name prefix: photos/ex must not match photos/exif"
+    assert f"No indexed image is under the folder {photos / 'ex'}." in texts(typed.text)
+    assert f"Indexed folders with a similar name: {photos / 'exif'}" in texts(typed.text)
+
+
+def test_empty_results_name_the_filter(store):
+    photos, _home = store
+    dated = start(q="a photo", folder=str(photos / "exif"), after="2022-01-01")
+    assert f"No image under {photos / 'exif'} was taken on or after 2022-01-01." in texts(dated.text)
+    scored = start(q="a photo", min="0.99")
+    assert re.search(r"The best match scores [\d.]+, under the minimum score 0\.99", texts(scored.text))
 
 
 def test_date_filters(store):
@@ -158,29 +218,25 @@ def test_date_filters(store):
 
 
 def test_reversed_date_range_is_a_readable_error(store):
-    at = start()
-    at.sidebar.date_input(key="after").set_value(date(2022, 1, 1))
-    at.sidebar.date_input(key="before").set_value(date(2020, 1, 1)).run()
-    search(at, "a photo")
-    assert "date range is reversed" in texts(at.error)
-    assert not grid(at)
+    at = start(q="a photo", after="2022-01-01", before="2020-01-01")
+    assert "date range is reversed" in texts(at.text)
+    assert not cards(at)
 
 
-def test_more_like_this_and_min_score(store):
+def test_more_like_this_keeps_the_text_and_clear_goes_back(store):
+    photos, _home = store
     at = search(start(), "a red square")
     third = names(at)[2]
-    third_id = [b for b in at.button if b.label == "More like this"][2].key.split("-")[1]
-    at.button(key=f"like-{third_id}").click().run()
-    assert not at.exception
-    assert at.text_input(key="q").value == "", "the text query gives way to the example"
-    assert f"Showing images like {store[0] / third}" in texts(at.info)
-    cards = grid(at)
-    assert names(at)[0] == third and cards[0][1] == pytest.approx(1.0, abs=1e-3)
-    assert len(cards) == N_IMAGES
-    at.sidebar.slider(key="min_score").set_value(0.999).run()
-    assert names(at) == [third]
-    at.button(key="clear-example").click().run()
-    assert not grid(at) and not at.info
+    third_id = [b.key for b in at.button if b.key.startswith("cs-open-")][2].split("-")[-1]
+    like = start(q="a red square", like=third_id)
+    assert f"Images like {photos / third}, combined with the text “a red square”" in texts(like.text)
+    assert names(like)[0] == third
+    image_only = start(like=third_id)
+    assert names(image_only)[0] == third and float(cards(image_only)[0][0]) == pytest.approx(1.0, abs=1e-3)
+    image_only.sidebar.slider(key="min_score").set_value(0.999).run()
+    assert names(image_only) == [third]
+    like.button(key="cs-clear-example").click().run()
+    assert url(like) == {"q": "a red square"} and names(like) == names(at)
 
 
 def test_upload_an_example(store):
@@ -189,34 +245,49 @@ def test_upload_an_example(store):
     at.file_uploader[0].set_value(("query.jpg", (photos / "img004.jpg").read_bytes(), "image/jpeg")).run()
     assert not at.exception
     assert names(at)[0] == "img004.jpg"
-    assert grid(at)[0][1] > 0.99
+    assert float(cards(at)[0][0]) > 0.99
+    assert "Example image: query.jpg" in texts(at.text)
     at.file_uploader[0].set_value(("notes.png", b"plain text, not an image", "image/png")).run()
-    assert "notes.png cannot be used as an example" in texts(at.error)
+    assert "notes.png cannot be used as an example" in texts(at.text)
+
+
+def test_heic_is_offered_only_when_readable(monkeypatch):
+    real = inputs.importlib.util.find_spec
+    monkeypatch.setattr(inputs.importlib.util, "find_spec", lambda name: None if name == "pillow_heif" else real(name))
+    assert "heic" not in inputs.upload_types() and "jpg" in inputs.upload_types()
+    monkeypatch.setattr(inputs.importlib.util, "find_spec", lambda name: object())
+    assert {"heic", "heif"} <= set(inputs.upload_types())
+
+
+def test_negative_scores_are_not_shown_as_numbers():
+    assert score_label(0.4123) == "0.412" and score_label(-0.02) == "<0"
 
 
 def test_open_a_result_shows_image_and_facts(store):
     photos, _home = store
-    at = exif_results(photos)
-    rotated = names(at).index("rotated.jpg")
-    key = [b for b in at.button if b.label == "Open"][rotated].key
-    at.button(key=key).click().run()
-    assert not at.exception
-    facts = texts(at.markdown)
-    assert "Canon EOS 5D" in facts and "2021-06-15 10:30" in facts
-    assert "48 × 64 px" in facts, "EXIF orientation 6 turns the 64x48 picture upright"
+    at = open_result(start(q="a photo", folder=str(photos / "exif")), "rotated.jpg")
+    facts = texts(at.text)
+    assert "Camera: Canon EOS 5D" in facts and "Taken: 2021-06-15 10:30" in facts
+    assert "Dimensions: 48 × 64 px" in facts, "EXIF orientation 6 turns the 64x48 picture upright"
     assert str(photos / "exif" / "rotated.jpg") in texts(at.code)
-    assert [b.label for b in at.download_button] == ["Download original"]
-    at.button(key="close-open").click().run()
-    assert not at.download_button
+    assert [b.label for b in at.get("download_button")] == ["Download original"]
+    assert {"cs-prev", "cs-next", "cs-like-open"} <= {b.key for b in at.button}
 
 
 def test_sidebar_shows_store_status(store):
     at = start()
     metrics = {m.label: m.value for m in at.sidebar.metric}
     assert metrics == {"Images indexed": str(N_IMAGES), "Failed files": "1"}
-    sidebar = texts(at.sidebar.markdown)
-    assert MODEL in sidebar and "flat" in sidebar
-    assert "broken.jpg" in texts(at.sidebar.caption)
+    assert MODEL in texts(at.sidebar.code) and f"Index: flat, {N_IMAGES} vectors" in texts(at.sidebar.caption)
+    assert "broken.jpg: not a recognised image format" in texts(at.sidebar.text)
+    assert "An index run is in progress" not in texts(at.sidebar.info)
+
+
+def test_sidebar_shows_a_running_index(store):
+    _photos, home = store
+    with write_lock(Settings.from_env(home).lock_path):  # what `clipsearch index` holds while it runs
+        at = start()
+    assert "An index run is in progress" in texts(at.sidebar.info)
 
 
 def test_engine_loads_once_and_new_commits_appear(own_store, monkeypatch):
@@ -226,25 +297,28 @@ def test_engine_loads_once_and_new_commits_appear(own_store, monkeypatch):
     monkeypatch.setattr(
         SearchService, "open", classmethod(lambda cls, *a, **kw: opened.append(1) or real_open(cls, *a, **kw))
     )
-    first = search(start(), "a red square")
-    assert len(grid(first)) == N_IMAGES
+    first = start(q="a red square")
+    assert len(cards(first)) == N_IMAGES
     make_photos(photos / "later", 3, seed=9, prefix="later")
     ok(run_cli("--home", home, "index", photos / "later"))
-    second = search(start(), "a blue circle")  # another session, after an index run committed
-    assert len(grid(second)) == N_IMAGES + 3
+    second = start(q="a blue circle")  # another session, after an index run committed
+    assert len(cards(second)) == N_IMAGES + 3
     assert {"later000.jpg", "later001.jpg", "later002.png"} <= set(names(second))
-    assert {m.label: m.value for m in second.sidebar.metric}["Images indexed"] == str(N_IMAGES + 3)
+    metrics = {m.label: m.value for m in second.sidebar.metric}
+    assert metrics["Images indexed"] == str(N_IMAGES + 3)
+    assert f"Index: flat, {N_IMAGES + 3} vectors" in texts(second.sidebar.caption), "the counts agree"
     assert len(opened) == 1, "model, catalog and index load once per server process"
 
 
 def test_search_on_each_catalog_backend(backend, tmp_path, monkeypatch):
     _photos, home = build_store(tmp_path / "b")  # into DATABASE_URL when the backend is PostgreSQL
     monkeypatch.setenv("CLIPSEARCH_HOME", str(home))
-    at = search(start(), "a red square")
-    assert len(grid(at)) == N_IMAGES
+    at = start(q="a red square")
+    assert len(cards(at)) == N_IMAGES
     assert {m.label: m.value for m in at.sidebar.metric}["Images indexed"] == str(N_IMAGES)
     if backend.startswith("postgresql"):
-        assert "Catalog: `postgresql" in texts(at.sidebar.caption)
+        assert "postgresql" in texts(at.sidebar.code)
+        assert "An index run is in progress" not in texts(at.sidebar.info)
 
 
 # -- stores that cannot answer ------------------------------------------------------------------
@@ -254,7 +328,7 @@ def test_missing_store_shows_how_to_index(tmp_path, monkeypatch):
     home = tmp_path / "nowhere"
     monkeypatch.setenv("CLIPSEARCH_HOME", str(home))
     at = start()
-    assert "no clipsearch store" in texts(at.info)
+    assert "no clipsearch store" in texts(at.text)
     assert f"clipsearch --home {home} index" in texts(at.code)
     assert not home.exists(), "looking must not create a store"
     assert not at.text_input
@@ -267,7 +341,7 @@ def test_store_with_nothing_indexed_shows_how_to_index(tmp_path, monkeypatch):
     ok(run_cli("--home", home, "index", tmp_path / "junk", "--model", MODEL))
     monkeypatch.setenv("CLIPSEARCH_HOME", str(home))
     at = start()
-    assert "No images have been indexed" in texts(at.info)
+    assert "No images have been indexed" in texts(at.text)
     assert {m.label: m.value for m in at.sidebar.metric}["Failed files"] == "1"
 
 
@@ -281,27 +355,25 @@ def test_unloadable_model_is_a_readable_error(own_store):
         )
     con.close()
     at = start()
-    assert "Cannot load the search engine" in texts(at.error)
-    assert "unknown architecture 'no-such-arch'" in texts(at.error)
+    assert "Cannot load the search engine" in texts(at.text)
+    assert "unknown architecture 'no-such-arch'" in texts(at.text)
 
 
 def test_image_gone_from_disk(own_store):
     photos, home = own_store
-    at = exif_results(photos)
-    assert len(grid(at)) == 2
+    at = start(q="a photo", folder=str(photos / "exif"))
+    assert len(cards(at)) == 2
     (photos / "exif" / "upright.jpg").unlink()  # its thumbnail is kept
     rotated = photos / "exif" / "rotated.jpg"
     Thumbnails.for_settings(Settings.from_env(home)).path_for(content_hash(rotated.read_bytes())).unlink()
     rotated.unlink()  # nothing left to show
-    at.text_input(key="q").input("another photo").run()
-    assert not at.exception
+    search(at, "another photo")
     assert sorted(names(at)) == ["rotated.jpg", "upright.jpg"]
-    assert len(grid(at)) == 1, "a kept thumbnail outlives its original"
-    assert "rotated.jpg is no longer on disk" in texts(at.warning)
-    key = [b for b in at.button if b.label == "Open"][names(at).index("upright.jpg")].key
-    at.button(key=key).click().run()
-    assert not at.exception
-    assert "upright.jpg is no longer on disk; run `clipsearch index`" in texts(at.error)
+    assert len(at.image) == 1 and "no preview" in texts(at.text), "a kept thumbnail outlives its original"
+    open_result(at, "upright.jpg")
+    assert "upright.jpg is no longer on disk; run `clipsearch index`" in texts(at.text)
+    assert not at.get("download_button"), "nothing to download"
+    assert len(at.image) == 2, "the preview made at index time stands in"
 
 
 # -- thumbnails -----------------------------------------------------------------------------------
@@ -368,6 +440,8 @@ def test_missing_thumbnail_is_made_on_demand(tmp_path):
 
 
 def test_ui_command_starts_streamlit_bound_to_localhost(tmp_path, monkeypatch):
+    from clipsearch.cli import ui_cmd
+
     started = {}
 
     class FakeServer:
@@ -378,11 +452,30 @@ def test_ui_command_starts_streamlit_bound_to_localhost(tmp_path, monkeypatch):
             return 0
 
     monkeypatch.setattr(ui_cmd.subprocess, "Popen", FakeServer)
+    monkeypatch.setenv("CLIPSEARCH_UI_PASSWORD", "")
     result = ok(run_cli("--home", tmp_path / "h", "ui", "--port", "8765"))
-    assert "http://127.0.0.1:8765" in result.stdout
+    assert "http://127.0.0.1:8765" in result.stdout and "warning" not in result.stderr
     command = started["command"]
-    assert command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]).resolve() == Path(APP).resolve()
-    flags = dict(zip(command[5::2], command[6::2], strict=False))
-    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8765"
-    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
+    assert command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]).name == "server.py"
+    flags = list(zip(command[5::2], command[6::2], strict=True))
+    single = dict(flags)
+    assert single["--server.address"] == "127.0.0.1" and single["--server.port"] == "8765"
+    assert single["--server.headless"] == "true" and single["--browser.gatherUsageStats"] == "false"
+    assert single["--server.enableXsrfProtection"] == "true" and single["--server.enableCORS"] == "true"
+    assert [v for k, v in flags if k == "--server.allowedHosts"] == ["localhost", "127.0.0.1", "::1"]
     assert started["env"]["CLIPSEARCH_HOME"] == str((tmp_path / "h").resolve())
+    assert "CLIPSEARCH_UI_PASSWORD" not in started["env"]
+
+
+def test_ui_command_refuses_the_network_without_a_password(tmp_path, monkeypatch):
+    from clipsearch.cli import ui_cmd
+
+    monkeypatch.setattr(ui_cmd.subprocess, "Popen", lambda *a, **k: pytest.fail("must not start a server"))
+    monkeypatch.delenv("CLIPSEARCH_UI_PASSWORD", raising=False)
+    result = run_cli("--home", tmp_path / "h", "ui", "--host", "0.0.0.0")
+    assert result.exit_code == 1
+    assert "reachable from other machines" in result.stderr and "--insecure-no-auth" in result.stderr
+    short = tmp_path / "pw"
+    short.write_text("abc\n")
+    result = run_cli("--home", tmp_path / "h", "ui", "--host", "0.0.0.0", "--password-file", short)
+    assert result.exit_code == 1 and "at least 8 characters" in result.stderr

@@ -138,14 +138,14 @@ def current_results(engine: Engine, inp: PageInput, settings: Settings) -> Resul
     return results
 
 
-def show_results(engine: Engine, inp: PageInput, results: Results, settings: Settings) -> None:
+def show_results(engine: Engine, inp: PageInput, results: Results, settings: Settings, folders: dict[str, int]) -> None:
     hits = results.hits[: inp.shown]
     more = results.has_more(inp.shown)
     st.caption(f"{count(len(hits), 'result')}{' so far' if more else ''} · search took {results.total_ms:,.0f} ms")
     for i, note in enumerate(results.notes):
         notice("info", note, key=f"note-{i}")
     if not hits:
-        for i, line in enumerate(explain_empty(engine, inp, settings.max_megapixels)):
+        for i, line in enumerate(explain_empty(engine, inp, settings.max_megapixels, folders)):
             notice("info", line, key=f"empty-{i}")
         return
 
@@ -171,7 +171,8 @@ def main() -> None:
             sidebar.store_status(store, None)
         return
     apply_url()
-    sidebar.filters(indexed_folders(str(settings.home), settings.database_url, store.catalog.stats().seq))
+    folders = indexed_folders(str(settings.home), settings.database_url, store.catalog.stats().seq)
+    sidebar.filters(folders)
     inp = read_inputs()
     sync_to_url(inp)
     if inp.like_id is not None:
@@ -181,7 +182,7 @@ def main() -> None:
     else:
         results = current_results(engine, inp, settings)
         if results is not None:
-            show_results(engine, inp, results, settings)
+            show_results(engine, inp, results, settings, folders)
     sidebar.store_status(store, engine)
 
 

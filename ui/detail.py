@@ -81,7 +81,7 @@ def _full_image(engine: Engine, meta: ImageMeta) -> bool:
         _indexed_preview(engine, meta)
         return False
     with st.container(key="cs-detail-image"):
-        st.image(data)
+        st.image(data, width="stretch")
     return True
 
 
@@ -89,7 +89,7 @@ def _indexed_preview(engine: Engine, meta: ImageMeta) -> None:
     """The thumbnail made when the image was indexed (keyed by its content hash, so never the new file)."""
     if meta.content_hash and engine.thumbs.has(meta.content_hash):
         with st.container(key="cs-detail-image"):
-            st.image(engine.thumbs.path_for(meta.content_hash).read_bytes())
+            st.image(engine.thumbs.path_for(meta.content_hash).read_bytes(), width="stretch")
         st.caption("The preview made when this image was indexed.")
 
 

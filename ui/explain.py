@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clipsearch.search import SearchHit
+from clipsearch.ui.folders import similar_folders
 from clipsearch.ui.inputs import PageInput, build_request
 from clipsearch.ui.state import Engine
 
@@ -18,11 +19,13 @@ def _span(inp: PageInput) -> str:
     return f"on or after {inp.after}" if inp.after else f"on or before {inp.before}"
 
 
-def explain_empty(engine: Engine, inp: PageInput, max_megapixels: float) -> list[str]:
+def explain_empty(engine: Engine, inp: PageInput, max_megapixels: float, folders: dict[str, int]) -> list[str]:
     """Plain-text lines naming the filter that left no results (each probe lifts one more filter)."""
     folder = inp.folder.strip()
     if folder and _first(engine, inp.without("after", "before", "min_score"), max_megapixels) is None:
-        return [f"No indexed image is under the folder {folder}."]
+        similar = similar_folders(folders, folder)
+        hint = ["Indexed folders with a similar name: " + ", ".join(similar)] if similar else []
+        return [f"No indexed image is under the folder {folder}.", *hint]
     if (inp.after or inp.before) and _first(engine, inp.without("min_score"), max_megapixels) is None:
         where = f"under {folder}" if folder else "in the store"
         return [

@@ -27,7 +27,7 @@ def result_grid(hits: list[SearchHit], thumbs: Thumbnails, open_detail: Callable
 def _card(pos: int, hit: SearchHit, thumbs: Thumbnails, open_detail: Callable[[int], None]) -> None:
     with st.container(key=f"cs-card-{hit.id}", gap=None):
         try:
-            st.image(thumbs.get(hit.content_hash, hit.path))
+            st.image(thumbs.get(hit.content_hash, hit.path), width="stretch")
         except ClipsearchError:
             # Original gone and no thumbnail kept: the detail view says why.
             st.container(key=f"cs-missing-{hit.id}", height=120, border=True).text("no preview")

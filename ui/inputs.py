@@ -11,7 +11,7 @@ from clipsearch.errors import ImageDecodeError, QueryError
 from clipsearch.imaging import IMAGE_EXTENSIONS, content_hash, load_rgb
 from clipsearch.search import SearchRequest
 
-PAGE_SIZES = (24, 48, 96)
+PAGE_SIZES = (12, 24, 48, 96)
 DEFAULT_PAGE_SIZE = 48
 MAX_PAGES = 50
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})

@@ -87,7 +87,10 @@ def index_running(store: Store) -> bool | None:
     engine = store.catalog.engine
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:  # index runs hold advisory locks (clipsearch.lock)
-            sql = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() LIMIT 1"
+            sql = (
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1"
+            )
             return conn.execute(text(sql)).first() is not None
     try:
         info = os.stat(store.settings.lock_path)
