@@ -104,6 +104,7 @@ DIALOG_IMAGE_LOADED = (
     "const i = document.querySelector('[role=dialog] .st-key-cs-detail-image img');"
     "return !!(i && i.complete && i.naturalWidth > 0);"
 )
+NOT_SERVED = "[role=dialog] .st-key-cs-warning-original"  # the dialog's "the original changed" notice
 THUMB_RECTS = (
     "return [...document.querySelectorAll('[class*=st-key-cs-card-] img')].map(i => {"
     "const r = i.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
@@ -274,10 +275,10 @@ def open_card(driver, name: str) -> float:
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
     started = time.perf_counter()
     button.click()
-    wait(driver, lambda d: d.execute_script(DIALOG_IMAGE_LOADED) or "since it was indexed" in dialog_text(d))
+    wait(driver, lambda d: d.execute_script(DIALOG_IMAGE_LOADED) or d.find_elements(By.CSS_SELECTOR, NOT_SERVED))
     elapsed = time.perf_counter() - started
     # The rest of the dialog (facts, buttons) may arrive a moment after the picture.
-    wait(driver, lambda d: "Download original" in dialog_text(d) or "since it was indexed" in dialog_text(d))
+    wait(driver, lambda d: "Download original" in dialog_text(d) or d.find_elements(By.CSS_SELECTOR, NOT_SERVED))
     return elapsed
 
 
@@ -403,7 +404,7 @@ def test_phone_width_and_a_swapped_file(browser, served, artifacts, timings):
 
     # An indexed file replaced by a symlink to a never-indexed picture: nothing of it is served.
     open_card(browser, SWAPPED)
-    assert "replaced by a symbolic link since it was indexed" in dialog_text(browser)
+    assert "was replaced by a symbolic link after it was indexed; not served" in dialog_text(browser)
     # (the previous result's button may linger for a moment while the dialog is redrawn)
     wait(browser, lambda d: "Download original" not in dialog_text(d), timeout=10)
     assert browser.save_screenshot(str(artifacts / "swapped-420.png"))

@@ -61,7 +61,7 @@ def load_engine(settings: Settings) -> tuple[Store | None, Engine | None]:
         return None, None
     try:
         store = open_store(str(settings.home), settings.database_url)
-        empty = store.catalog.stats().images == 0
+        empty = store.catalog.facts.stats().images == 0
     except ClipsearchError as exc:
         notice("error", f"Cannot open the store: {exc}", key="store")
         return None, None
@@ -108,7 +108,7 @@ def read_inputs() -> PageInput:
 
 
 def example_banner(engine: Engine, inp: PageInput) -> None:
-    meta = engine.store.catalog.fetch_meta([inp.like_id]).get(inp.like_id)
+    meta = engine.store.catalog.results.meta([inp.like_id]).get(inp.like_id)
     name = meta.path if meta else f"image {inp.like_id} (no longer in the catalog)"
     combined = f", combined with the text “{inp.text.strip()}”" if inp.text.strip() else ""
     with st.container(horizontal=True, vertical_alignment="center", key="cs-example-row"):
@@ -171,7 +171,7 @@ def main() -> None:
             sidebar.store_status(store, None)
         return
     apply_url()
-    folders = indexed_folders(str(settings.home), settings.database_url, store.catalog.stats().seq)
+    folders = indexed_folders(str(settings.home), settings.database_url, store.catalog.facts.stats().seq)
     sidebar.filters(folders)
     inp = read_inputs()
     sync_to_url(inp)

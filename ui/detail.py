@@ -1,8 +1,8 @@
 """The detail view: a dialog over the grid with the full image (downscaled from the original
 to the screen), its facts, previous/next, "more like this" and the original for download.
 
-The dialog is a fragment: previous/next rerun only the dialog. The original is served only
-while the file on disk is still the one the catalog indexed (clipsearch.originals).
+The dialog is a fragment: previous/next rerun only the dialog. The original is shown and
+served only while the file on disk is still the one the catalog indexed (clipsearch.originals).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from clipsearch import originals
 from clipsearch.catalog import ImageMeta
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import ClipsearchError, OriginalMissingError
+from clipsearch.originals import Original, lookup, open_original, read_original
 from clipsearch.search import SearchHit
 from clipsearch.ui.state import Engine, screen_image
 from clipsearch.ui.text import human_size, notice, score_label
@@ -34,7 +34,7 @@ def detail_dialog(engine: Engine, hits: list[SearchHit], on_like: Callable[[int]
     if pos is None or not 0 <= pos < len(hits):
         return
     hit = hits[pos]
-    meta = engine.store.catalog.fetch_meta([hit.id]).get(hit.id)
+    meta = engine.store.catalog.results.meta([hit.id]).get(hit.id)
     last = len(hits) - 1
     with st.container(horizontal=True, vertical_alignment="center", key="cs-detail-nav"):
         st.button("← Previous", key="cs-prev", on_click=_move, args=(-1, last), disabled=pos == 0)
@@ -45,17 +45,17 @@ def detail_dialog(engine: Engine, hits: list[SearchHit], on_like: Callable[[int]
         return
     picture, facts = st.columns([3, 2])
     with picture:
-        served = _full_image(engine, meta)
+        original = _full_image(engine, meta)
     with facts:
         _facts(meta)
         with st.container(horizontal=True):
             if st.button("More like this", key="cs-like-open", type="primary"):
                 on_like(meta.id)
                 st.rerun()  # the whole page: a new search
-            if served:
+            if original is not None:
                 st.download_button(
                     "Download original",
-                    data=lambda: originals.read_checked(engine.store, meta.id),
+                    data=lambda: read_original(original),  # checked again when the download starts
                     file_name=Path(meta.path).name,
                     mime=mimetypes.guess_type(meta.path)[0] or "application/octet-stream",
                     key="cs-download",
@@ -63,26 +63,29 @@ def detail_dialog(engine: Engine, hits: list[SearchHit], on_like: Callable[[int]
                 )
 
 
-def _full_image(engine: Engine, meta: ImageMeta) -> bool:
-    """Draw the on-screen image; False when the original cannot be served (and why is shown)."""
-    settings = engine.store.settings
+def _full_image(engine: Engine, meta: ImageMeta) -> Original | None:
+    """Draw the on-screen image; the original when it may be served, else None (and why is shown)."""
     try:
-        ident = originals.check(engine.store, meta.id)
+        original = lookup(engine.store.catalog, meta.id)
+        if original is None:
+            raise OriginalMissingError(f"{meta.path} is no longer in the catalog (it was deleted or re-indexed)")
+        fh, _stat = open_original(original)  # the check: still the file the catalog row describes
+        fh.close()
         data = screen_image(
-            meta.path,
-            ident.size,
-            ident.mtime_ns,
+            original.path,
+            original.size,
+            original.mtime_ns,
             SCREEN_SIDE,
-            settings.max_megapixels,
-            _load=lambda: originals.read_checked(engine.store, meta.id),
+            engine.store.settings.max_megapixels,
+            _load=lambda: read_original(original),
         )
     except ClipsearchError as exc:
         notice("warning", str(exc), key="original")
         _indexed_preview(engine, meta)
-        return False
+        return None
     with st.container(key="cs-detail-image"):
         st.image(data, width="stretch")
-    return True
+    return original
 
 
 def _indexed_preview(engine: Engine, meta: ImageMeta) -> None:

@@ -48,7 +48,7 @@ def store_status(store: Store, engine: Engine | None) -> None:
     """Counts read after this run's search, so they agree with the results shown."""
     sb = st.sidebar
     sb.subheader("Store")
-    stats = store.catalog.stats()
+    stats = store.catalog.facts.stats()
     running = index_running(store)
     if running:
         sb.info("An index run is in progress: new images appear as its batches are committed.", icon="⏳")
@@ -69,7 +69,7 @@ def store_status(store: Store, engine: Engine | None) -> None:
         sb.code(store.location, language=None)  # password hidden
     if stats.failed:
         with sb.expander(f"Files that failed ({stats.failed:,})"):
-            for path, reason in store.catalog.failures(MAX_FAILURES_LISTED):
+            for path, reason in store.catalog.facts.failures(MAX_FAILURES_LISTED):
                 st.text(f"{path}: {reason}")
             if stats.failed > MAX_FAILURES_LISTED:
                 st.caption(f"First {MAX_FAILURES_LISTED} shown; `clipsearch status --failures` lists them all.")
