@@ -7,7 +7,7 @@
   originals) and Streamlit's own endpoints included.
 
 Settings come from the environment `clipsearch ui` starts the server with:
-CLIPSEARCH_UI_PASSWORD (optional) and CLIPSEARCH_UI_ALLOWED_HOSTS (comma-separated; empty: any).
+CLIPSEARCH_UI_PASSWORD (optional) and CLIPSEARCH_UI_ALLOWED_HOSTS (comma-separated; empty or *: any).
 """
 
 from __future__ import annotations
@@ -76,7 +76,11 @@ class Gate:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         conn = HTTPConnection(scope)
-        if self.allowed_hosts and host_name(conn.headers.get("host")) not in self.allowed_hosts:
+        if (
+            self.allowed_hosts
+            and "*" not in self.allowed_hosts
+            and host_name(conn.headers.get("host")) not in self.allowed_hosts
+        ):
             return await self._refuse(scope, receive, send, 403, "unknown host name")
         if self.password is None or scope["path"] in OPEN_PATHS or self._signed_in(conn):
             return await self.app(scope, receive, send)

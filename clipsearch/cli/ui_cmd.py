@@ -144,7 +144,9 @@ def ui_command(
         False, "--insecure-no-auth", help="Serve a non-loopback address without a password (anyone on the network)."
     ),
     allowed_host: list[str] = typer.Option(
-        [], "--allowed-host", help="Another host name people use to reach the page (a DNS name, a proxy's name)."
+        [],
+        "--allowed-host",
+        help="Another host name people use to reach the page (a DNS name, a proxy's name); '*' accepts any.",
     ),
 ) -> None:
     """Open the web search page for this store (Ctrl-C stops it)."""
