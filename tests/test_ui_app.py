@@ -21,9 +21,10 @@ from conftest import MODEL, index_json, make_exif, make_photos, ok, pattern_imag
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from clipsearch.catalog.engine import make_engine
 from clipsearch.errors import StoreError
 from clipsearch.indexer.decode import content_hash as indexer_content_hash
-from clipsearch.lock import write_lock
+from clipsearch.lock import index_lock
 from clipsearch.search import SearchService
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails, content_hash
@@ -284,9 +285,12 @@ def test_sidebar_shows_store_status(store):
 
 
 def test_sidebar_shows_a_running_index(store):
-    _photos, home = store
-    with write_lock(Settings.from_env(home).lock_path):  # what `clipsearch index` holds while it runs
+    photos, home = store
+    settings = Settings.from_env(home)
+    engine = make_engine(settings.catalog_url)
+    with index_lock(engine, settings.lock_path, [str(photos)]):  # what `clipsearch index` holds while it runs
         at = start()
+    engine.dispose()
     assert "An index run is in progress" in texts(at.sidebar.info)
 
 

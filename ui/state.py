@@ -12,6 +12,7 @@ import streamlit as st
 from sqlalchemy import text
 
 from clipsearch.imaging import load_rgb
+from clipsearch.lock import catalog_lock_path
 from clipsearch.search import SearchHit, SearchRequest, SearchResult, SearchService
 from clipsearch.settings import Settings
 from clipsearch.store import Store
@@ -92,11 +93,12 @@ def index_running(store: Store) -> bool | None:
                 " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1"
             )
             return conn.execute(text(sql)).first() is not None
+    lock_path = catalog_lock_path(engine, store.settings.lock_path)  # the file `clipsearch index` locks
     try:
-        info = os.stat(store.settings.lock_path)
+        info = os.stat(lock_path)
         table = Path("/proc/locks").read_text()
     except FileNotFoundError:
-        return False if not store.settings.lock_path.exists() else None
+        return False if not lock_path.exists() else None
     except OSError:
         return None
     ident = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
