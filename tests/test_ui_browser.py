@@ -387,24 +387,35 @@ def test_phone_width_and_a_swapped_file(browser, served, artifacts, timings):
     browser.get(f"{served}/?n=96")
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "input[aria-label='Search']"))
     timings["search_420_s"] = search(browser, QUERY, expect=4)
-    rects = browser.execute_script(THUMB_RECTS)
-    assert rects[0][1] == rects[1][1] and rects[2][1] > rects[0][1], "two thumbnails per row at 420 px"
-    assert all(r[2] <= 420 for r in rects), "nothing wider than the screen"
+
+    def two_per_row(d):
+        rects = d.execute_script(THUMB_RECTS)
+        return rects[0][1] == rects[1][1] < rects[2][1] and all(r[2] <= 420 for r in rects)
+
+    wait(browser, two_per_row, timeout=10)  # two thumbnails per row, nothing wider than the screen
     assert browser.save_screenshot(str(artifacts / "grid-420.png"))
 
     # The detail view opens where the user is, even for a result far down the page.
     timings["open_420_s"] = open_card(browser, card_names(browser)[-1])
-    box = browser.execute_script(
-        "const r = document.querySelector('[role=dialog] .st-key-cs-detail-image img').getBoundingClientRect();"
-        "return [r.left, r.top, r.right, r.bottom, innerWidth, innerHeight];"
-    )
-    assert box[0] >= 0 and box[1] >= 0 and box[2] <= box[4] and box[3] <= box[5], box
+
+    def in_view(d):
+        box = d.execute_script(
+            "const r = document.querySelector('[role=dialog] .st-key-cs-detail-image img').getBoundingClientRect();"
+            "return [r.left, r.top, r.right, r.bottom, innerWidth, innerHeight];"
+        )
+        return box[0] >= 0 and box[1] >= 0 and box[2] <= box[4] and box[3] <= box[5]
+
+    wait(browser, in_view, timeout=10)
     assert browser.save_screenshot(str(artifacts / "detail-420.png"))
     close_dialog(browser)
 
     # An indexed file replaced by a symlink to a never-indexed picture: nothing of it is served.
     open_card(browser, SWAPPED)
-    assert "was replaced by a symbolic link after it was indexed; not served" in dialog_text(browser)
+    wait(
+        browser,
+        lambda d: "was replaced by a symbolic link after it was indexed; not served" in dialog_text(d),
+        timeout=10,
+    )
     # (the previous result's button may linger for a moment while the dialog is redrawn)
     wait(browser, lambda d: "Download original" not in dialog_text(d), timeout=10)
     assert browser.save_screenshot(str(artifacts / "swapped-420.png"))
