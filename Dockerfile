@@ -15,7 +15,9 @@ COPY clipsearch ./clipsearch
 COPY indexer ./indexer
 COPY ui ./ui
 COPY migrations ./migrations
-RUN pip install '.[postgres,heif]'
+# The Ray cluster's image adds the `ray` extra (docker-compose profile `ray`).
+ARG EXTRAS="postgres,heif"
+RUN pip install ".[${EXTRAS}]"
 
 VOLUME ["/store", "/models"]
 EXPOSE 8501

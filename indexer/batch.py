@@ -58,34 +58,38 @@ class BatchWriter:
         if len(self._records) + len(self._moves) >= MAX_PENDING_ROWS:
             self.flush()
 
+    def add_embedded(self, item: Decoded, state: FileState | None, vector: np.ndarray) -> None:
+        """A decoded image and its vector (computed here, or by the Ray engine's model actors)."""
+        f, info = item.file, item.info
+        self._records.append(
+            ImageRecord(
+                f.path,
+                f.root,
+                f.size,
+                f.mtime_ns,
+                item.content_hash,
+                status="ok",
+                width=info.width,
+                height=info.height,
+                taken_at=info.taken_at,
+                camera=info.camera,
+                orientation=info.orientation,
+                vector=vector,
+            )
+        )
+        if state is None:
+            self.summary.new += 1
+        else:
+            self._existing[f.path] = state.id
+            self.summary.updated += 1
+        self.summary.embedded += 1
+
     def _embed(self) -> None:
         if not self._decoded:
             return
         vectors = encode_fixed(self.encoder, [d.pixels for d, _ in self._decoded])
         for (item, state), vector in zip(self._decoded, vectors, strict=True):
-            f, info = item.file, item.info
-            self._records.append(
-                ImageRecord(
-                    f.path,
-                    f.root,
-                    f.size,
-                    f.mtime_ns,
-                    item.content_hash,
-                    status="ok",
-                    width=info.width,
-                    height=info.height,
-                    taken_at=info.taken_at,
-                    camera=info.camera,
-                    orientation=info.orientation,
-                    vector=vector,
-                )
-            )
-            if state is None:
-                self.summary.new += 1
-            else:
-                self._existing[f.path] = state.id
-                self.summary.updated += 1
-        self.summary.embedded += len(self._decoded)
+            self.add_embedded(item, state, vector)
         self._decoded.clear()
 
     def flush(self) -> None:

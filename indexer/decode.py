@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,18 +55,23 @@ def decode(
     max_megapixels: float,
     move_hashes: frozenset[str],
     thumbs: Thumbnails | None = None,
+    read: Callable[[str], bytes] | None = None,
 ):
     """One file -> Decoded | Failed | KnownContent. Never raises for a bad file.
 
     With `thumbs`, a missing thumbnail is written from the same decode as the model input.
+    `read(path)` replaces the local file reader (the Ray engine reads fsspec URLs); it raises
+    OSError when it cannot read.
     """
     found = job.file
     if found.error:
         return Failed(found, None, found.error)
     try:
-        data = read_file(found.path)
+        data = read_file(found.path) if read is None else read(found.path)
     except _Unreadable as exc:
         return Failed(found, None, str(exc))
+    except OSError as exc:
+        return Failed(found, None, f"cannot read: {exc.strerror or exc}")
     digest = content_hash(data)
     if digest == job.expected_hash or (job.allow_move and digest in move_hashes):
         if thumbs is not None and not thumbs.has(digest):

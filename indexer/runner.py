@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from clipsearch.faults import point
 from clipsearch.indexer.batch import BatchWriter
 from clipsearch.indexer.decode import DecodeJob, Failed, KnownContent, decode
 from clipsearch.indexer.exclude import Exclusions
-from clipsearch.indexer.scan import Root, printable_path, resolve_roots, scan
+from clipsearch.indexer.scan import FoundFile, Root, printable_path, resolve_roots, scan
 from clipsearch.indexer.summary import IndexSummary
 from clipsearch.models import Encoder
 from clipsearch.settings import Settings
@@ -53,11 +53,26 @@ def plan_root(
     # Sequential on purpose: reading the catalog in a thread beside the walk made an unchanged
     # re-index of 20k files 25% slower here (the two threads hand the GIL back and forth).
     states = writes.file_states(root.path, root.is_dir)
-    have_thumbs = thumbs.existing() if thumbs is not None else set()
     unreadable: dict[str, str] = {}
+    return plan_files(scan(root, unreadable, exclusions), states, unreadable, summary, thumbs)
+
+
+def plan_files(
+    found_files: Iterable[FoundFile],
+    states: dict[str, FileState],
+    unreadable: dict[str, str],
+    summary: IndexSummary,
+    thumbs: Thumbnails | None = None,
+) -> Plan:
+    """The decode jobs for files found on disk (or listed), given the catalog's rows for them.
+
+    `states` holds every row the source covers; those not found become `missing` (swept as
+    deleted), except under the folders in `unreadable` (filled while `found_files` runs).
+    """
+    have_thumbs = thumbs.existing() if thumbs is not None else set()
     jobs, existing = [], {}
     check_thumbs = thumbs is not None
-    for found in scan(root, unreadable, exclusions):
+    for found in found_files:
         state = states.pop(found.path, None)
         if state is not None:
             unchanged = state.size == found.size and state.mtime_ns == found.mtime_ns and found.error is None
@@ -77,13 +92,13 @@ def plan_root(
     return Plan(jobs, existing, missing)
 
 
-def _resolve_batch_size(options: IndexOptions, encoder: Encoder) -> int:
+def resolve_batch_size(options: IndexOptions, encoder: Encoder) -> int:
     if options.batch_size:
         return options.batch_size
     return 256 if encoder.device == "cuda" else 32
 
 
-class _Run:
+class Router:
     """State of one root's run: claims moves, routes decode results to the writer."""
 
     def __init__(self, plan: Plan, writer: BatchWriter, summary: IndexSummary):
@@ -143,27 +158,56 @@ def run_index(
     `encoder` may be a function that loads it: then a run with nothing to read (an unchanged
     collection) never pays for loading the model.
     """
-    started = time.perf_counter()
-    summary = IndexSummary()
     roots = resolve_roots(paths)
-    thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
-    seq = catalog.facts.current_seq()
-    covered = thumbs.covers([root.path for root in roots], seq) if thumbs is not None else [False] * len(roots)
     # The store's own home is never walked: its thumbnails are not photos (and would grow every run).
     exclusions = Exclusions.build(options.exclude, options.include_hidden, skip=(settings.home,))
-    plans = [
-        plan_root(catalog.writes, root, summary, None if done else thumbs, exclusions)
-        for root, done in zip(roots, covered, strict=True)
-    ]
+
+    def read(loaded: Encoder, plans: list[Plan], thumbs: Thumbnails | None, summary: IndexSummary) -> None:
+        _read_and_write(catalog.writes, loaded, plans, settings, thumbs, options, summary, on_progress)
+
+    return run_plans(
+        catalog,
+        settings,
+        [root.path for root in roots],
+        lambda i, summary, thumbs: plan_root(catalog.writes, roots[i], summary, thumbs, exclusions),
+        read,
+        encoder,
+        on_total,
+    )
+
+
+PlanSource = Callable[[int, IndexSummary, "Thumbnails | None"], Plan]
+ReadStage = Callable[[Encoder, list[Plan], "Thumbnails | None", IndexSummary], None]
+
+
+def run_plans(
+    catalog: Catalog,
+    settings: Settings,
+    keys: list[str],
+    plan: PlanSource,
+    read: ReadStage,
+    encoder: Encoder | Callable[[], Encoder],
+    on_total: Callable[[int], None] | None = None,
+) -> IndexSummary:
+    """What every engine does around reading: plan each source, read what needs it, sweep, mark thumbnails.
+
+    `keys` name the sources (a folder, a path list); `plan(i, summary, thumbs)` plans source i;
+    `read` decodes, embeds and writes the plans' jobs (threads here, Ray tasks in ray_engine).
+    """
+    started = time.perf_counter()
+    summary = IndexSummary()
+    thumbs = Thumbnails.for_settings(settings) if settings.thumbnail_size > 0 else None
+    seq = catalog.facts.current_seq()
+    covered = thumbs.covers(keys, seq) if thumbs is not None else [False] * len(keys)
+    plans = [plan(i, summary, None if done else thumbs) for i, done in enumerate(covered)]
     point("planned")
     total = sum(len(p.jobs) for p in plans)
     if on_total:
         on_total(total)
     if total:
-        encoder = encoder if isinstance(encoder, Encoder) else encoder()
-        _read_and_write(catalog.writes, encoder, plans, settings, thumbs, options, summary, on_progress)
-    for plan in plans:
-        _sweep(catalog.writes, plan, summary)
+        read(encoder if isinstance(encoder, Encoder) else encoder(), plans, thumbs, summary)
+    for p in plans:
+        sweep(catalog.writes, p, summary)
     point("swept")
     note = thumbs.reserve_note() if thumbs is not None else None
     if note:
@@ -171,8 +215,8 @@ def run_index(
     elif thumbs is not None:
         now = catalog.facts.current_seq()
         if not (all(covered) and now == seq):
-            # Every image under these roots now has its thumbnail (an interrupted run never gets here).
-            thumbs.mark_covered([root.path for root in roots], now)
+            # Every image under these sources now has its thumbnail (an interrupted run never gets here).
+            thumbs.mark_covered(keys, now)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -180,24 +224,24 @@ def run_index(
 def _read_and_write(
     writes: IndexWrites, encoder: Encoder, plans: list[Plan], settings, thumbs, options, summary, on_progress
 ) -> None:
-    batch_size = _resolve_batch_size(options, encoder)
+    batch_size = resolve_batch_size(options, encoder)
     workers = options.workers or max(2, os.cpu_count() or 2)
     writer = BatchWriter(writes, encoder, batch_size, summary)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         for plan in plans:
-            run = _Run(plan, writer, summary)
+            run = Router(plan, writer, summary)
             _pump(pool, plan.jobs, run, encoder, settings, thumbs, workers + 2 * batch_size, on_progress)
             writer.flush()
 
 
-def _sweep(writes: IndexWrites, plan: Plan, summary: IndexSummary) -> None:
+def sweep(writes: IndexWrites, plan: Plan, summary: IndexSummary) -> None:
     if plan.missing:
         writes.write([], {}, deleted=[s.id for s in plan.missing.values()])
         summary.removed += len(plan.missing)
 
 
 def _pump(
-    pool, jobs, run: _Run, encoder: Encoder, settings: Settings, thumbs: Thumbnails | None, window: int, on_progress
+    pool, jobs, run: Router, encoder: Encoder, settings: Settings, thumbs: Thumbnails | None, window: int, on_progress
 ) -> None:
     """Keep up to `window` decodes in flight ahead of the model, consuming them in order."""
     cfg, limit, moves = encoder.preprocess_cfg, settings.max_megapixels, run.move_hashes

@@ -23,7 +23,7 @@ def _named_volumes(service: dict) -> dict[str, str]:
 
 
 def test_services_volumes_and_health():
-    assert set(SERVICES) == {"db", "indexer", "ui"}
+    assert {"db", "indexer", "ui"} <= set(SERVICES)
     assert "pgdata" in COMPOSE["volumes"] and "store" in COMPOSE["volumes"] and "models" in COMPOSE["volumes"]
     assert "healthcheck" in SERVICES["db"]
     for name in ("indexer", "ui"):
@@ -71,3 +71,21 @@ def test_readme_documents_the_deployment():
     text = (ROOT / "docker-compose.yml").read_text()
     for var in env_refs:
         assert "${" + var in text
+
+
+def test_ray_profile_is_optional_and_runs_a_head_and_workers():
+    head, worker = SERVICES["ray-head"], SERVICES["ray-worker"]
+    assert head["profiles"] == ["ray"] and worker["profiles"] == ["ray"]  # `docker compose up` leaves them out
+    assert all("profiles" not in SERVICES[name] for name in ("db", "indexer", "ui"))
+    assert head["command"][:3] == ["ray", "start", "--head"] and "--block" in head["command"]
+    assert "--address=ray-head:6379" in worker["command"]
+    assert "ray" in head["build"]["args"]["EXTRAS"].split(",") and worker["image"] == head["image"]
+    assert "ARG EXTRAS" in (ROOT / "Dockerfile").read_text()
+    for svc in (head, worker):
+        vols = _named_volumes(svc)
+        assert vols["/store"] == "store" and vols["/models"] == "models"  # thumbnails and weights shared
+        assert any(v.endswith(":/photos:ro") for v in svc["volumes"])
+        assert svc["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert "gpu" in worker["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"]
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose --profile ray" in readme and "--engine ray --address auto" in readme

@@ -10,6 +10,7 @@ import typer
 from tqdm import tqdm
 
 from clipsearch.cli.common import cli_command, err, open_store, warn_if_random, with_runtime
+from clipsearch.errors import ConfigError
 from clipsearch.indexer import IndexOptions, run_index
 from clipsearch.indexer.scan import resolve_roots
 from clipsearch.lock import index_lock
@@ -18,7 +19,12 @@ from clipsearch.lock import index_lock
 @cli_command
 def index_command(
     ctx: typer.Context,
-    paths: list[Path] = typer.Argument(..., help="Folders (searched recursively) or image files."),
+    paths: list[str] = typer.Argument(
+        ...,
+        metavar="SOURCE...",
+        help="Folders (searched recursively) or image files; with --engine ray also path lists "
+        "(.txt, .csv or .parquet, local or an fsspec URL such as s3://bucket/list.parquet).",
+    ),
     model: Optional[str] = typer.Option(
         None,
         "--model",
@@ -35,7 +41,13 @@ def index_command(
         "--runtime",
         help="onnx, torch or auto (default: CLIPSEARCH_RUNTIME, else auto: torch to index on a CUDA GPU, else onnx).",
     ),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode threads running ahead of the model."),
+    workers: Optional[int] = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Decode threads running ahead of the model; with --engine ray: model workers "
+        "(default one per GPU, else one per 4 CPUs).",
+    ),
     exclude: list[str] = typer.Option(
         [],
         "--exclude",
@@ -45,20 +57,66 @@ def index_command(
     include_hidden: bool = typer.Option(
         False, "--include-hidden", help="Also index files and folders whose name starts with '.'."
     ),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray cluster)."),
+    address: Optional[str] = typer.Option(
+        None,
+        "--address",
+        help="--engine ray: the cluster to join (auto, or ray://HOST:10001); default: start one on this machine.",
+    ),
+    gpus_per_worker: Optional[float] = typer.Option(
+        None, "--gpus-per-worker", min=0, help="--engine ray: GPUs per model worker (fractions share a GPU)."
+    ),
+    cpus_per_decoder: int = typer.Option(
+        1, "--cpus-per-decoder", min=1, help="--engine ray: CPUs (and threads) per decode task."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Index images under PATHS (JPEG, PNG, WebP, GIF, BMP, TIFF; HEIC with pillow-heif)."""
+    """Index images under SOURCES (JPEG, PNG, WebP, GIF, BMP, TIFF; HEIC with pillow-heif)."""
     settings = ctx.obj.settings
+    _check_engine(engine, address, gpus_per_worker, cpus_per_decoder)
     # A missing path fails here, before any model loads or a fresh store is bound to one.
-    roots = resolve_roots(paths)
+    keys = _source_keys(engine, paths)
     store = open_store(ctx, with_runtime(settings, runtime))
     try:
-        with index_lock(store.catalog.engine, settings.lock_path, [r.path for r in roots]):
-            options = IndexOptions(batch_size, workers, tuple(exclude), include_hidden)
-            summary, notes = _index(store, paths, model, device, options)
+        with index_lock(store.catalog.engine, settings.lock_path, keys):
+            if engine == "ray":
+                from clipsearch.indexer.ray_cluster import connect
+                from clipsearch.indexer.ray_engine import RayOptions
+
+                options = RayOptions(
+                    batch_size, workers, gpus_per_worker, cpus_per_decoder, tuple(exclude), include_hidden
+                )
+                with connect(address):
+                    summary, notes = _index(store, paths, model, device, options)
+            else:
+                options = IndexOptions(batch_size, workers, tuple(exclude), include_hidden)
+                summary, notes = _index(store, paths, model, device, options)
     except KeyboardInterrupt:
         err("interrupted: finished batches are saved; resume by running the same command again")
         raise typer.Exit(130) from None
+    _report(summary, notes, as_json)
+
+
+def _check_engine(engine: str, address, gpus_per_worker, cpus_per_decoder: int) -> None:
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"unknown --engine {engine!r}; use local or ray")
+    ray_only = [name for name, value in (("--address", address), ("--gpus-per-worker", gpus_per_worker)) if value]
+    if engine == "local" and (ray_only or cpus_per_decoder != 1):
+        raise ConfigError(f"{', '.join(ray_only) or '--cpus-per-decoder'} only applies with --engine ray")
+
+
+def _source_keys(engine: str, paths: list[str]) -> list[str]:
+    """What the index lock covers: each root folder (or path list); checks that sources exist."""
+    if engine == "local":
+        return [r.path for r in resolve_roots([Path(p) for p in paths])]
+    from clipsearch.indexer import ray_cluster, ray_sources
+
+    keys = [ray_sources.source_key(s) for s in ray_sources.resolve_sources(paths)]
+    ray_cluster.require_ray()
+    return keys
+
+
+def _report(summary, notes: list[str], as_json: bool) -> None:
     for note in summary.notes + notes:
         err(f"note: {note}")
     if as_json:
@@ -71,28 +129,35 @@ def index_command(
             typer.echo(f"  unreadable folder: {path}: {reason}; the catalog keeps what it had under it")
 
 
-def _index(store, paths: list[Path], model: Optional[str], device: str, options: IndexOptions):
+def _index(store, paths: list[str], model: Optional[str], device: str, options):
     store.resolve_model(model)  # a wrong model is refused before anything is read
+    on_ray = not isinstance(options, IndexOptions)
 
     def load_encoder():
         # Only called when there are files to read: re-indexing an unchanged folder loads no model.
-        encoder = store.load_encoder(model, device, purpose="index")
+        # On Ray this is the driver's copy (model binding, preprocessing); the workers load their own.
+        encoder = store.load_encoder(model, "cpu" if on_ray else device, purpose="index")
         warn_if_random(encoder)
         store.bind(encoder)
         return encoder
 
     with tqdm(total=0, unit="img", desc="indexing", dynamic_ncols=True, disable=None) as bar:
-        summary = run_index(
-            store.catalog,
-            load_encoder,
-            paths,
-            store.settings,
-            options,
-            on_total=lambda n: _set_total(bar, n),
-            on_progress=bar.update,
-        )
-    notes = store.sync_index_file() if store.model else []
-    return summary, notes
+        progress = {"on_total": lambda n: _set_total(bar, n), "on_progress": bar.update}
+        if on_ray:
+            from clipsearch.indexer.ray_engine import run_index_ray
+
+            summary = run_index_ray(store.catalog, load_encoder, paths, store.settings, options, **progress)
+        else:
+            summary = run_index(
+                store.catalog, load_encoder, [Path(p) for p in paths], store.settings, options, **progress
+            )
+    if not store.model:
+        return summary, []
+    if on_ray:
+        from clipsearch.indexer.ray_faiss import sync_index_file
+
+        return summary, sync_index_file(store)
+    return summary, store.sync_index_file()
 
 
 def _set_total(bar: tqdm, total: int) -> None:
