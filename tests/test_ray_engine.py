@@ -58,10 +58,6 @@ def _comparable(rows: dict[str, dict]) -> dict[str, dict]:
     return {path: {k: v for k, v in row.items() if k not in _RUN_COLUMNS} for path, row in rows.items()}
 
 
-def _vectors(rows: dict[str, dict]) -> dict[str, np.ndarray]:
-    return {p: np.frombuffer(r["embedding"], np.float16).astype(np.float32) for p, r in rows.items() if r["embedding"]}
-
-
 def _fresh_store(backend: str, home: Path) -> None:
     if backend.startswith("postgresql"):
         reset_postgres(backend)
