@@ -21,8 +21,9 @@ from clipsearch.ui.folders import indexed_folders
 from clipsearch.ui.grid import result_grid
 from clipsearch.ui.inputs import MAX_PAGES, PageInput, Upload, build_request, upload_types
 from clipsearch.ui.state import Engine, Results, open_engine, open_store, session_defaults, store_exists
+from clipsearch.ui.terms import term_boxes, term_buttons, terms_used
 from clipsearch.ui.text import count, notice
-from clipsearch.ui.urlstate import apply_url, clear_example, like, sync_to_url
+from clipsearch.ui.urlstate import apply_url, clear_example, like, sync_to_url, term_values
 
 ss = st.session_state
 
@@ -85,6 +86,7 @@ def read_inputs() -> PageInput:
             label_visibility="collapsed",
             on_change=_new_search,
         )
+        term_buttons()
         with st.popover("Example image", icon=":material/image_search:"):
             uploaded = st.file_uploader(
                 "Search by example",
@@ -92,6 +94,7 @@ def read_inputs() -> PageInput:
                 type=upload_types(),
                 on_change=_new_search,
             )
+    term_boxes()
     if uploaded is not None:
         st.text(f"Example image: {uploaded.name}")
     return PageInput(
@@ -104,6 +107,8 @@ def read_inputs() -> PageInput:
         min_score=float(ss.min_score),
         page_size=int(ss.page_size),
         pages=int(ss.pages),
+        plus=term_values(1),
+        minus=term_values(-1),
     )
 
 
@@ -142,6 +147,9 @@ def show_results(engine: Engine, inp: PageInput, results: Results, settings: Set
     hits = results.hits[: inp.shown]
     more = results.has_more(inp.shown)
     st.caption(f"{count(len(hits), 'result')}{' so far' if more else ''} · search took {results.total_ms:,.0f} ms")
+    combined = terms_used(results.terms)
+    if combined:
+        st.text(combined)  # the terms are the user's words (or a shared link's): plain text
     for i, note in enumerate(results.notes):
         notice("info", note, key=f"note-{i}")
     if not hits:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 
 from clipsearch.errors import ImageDecodeError, QueryError
 from clipsearch.imaging import IMAGE_EXTENSIONS, content_hash, load_rgb
-from clipsearch.search import SearchRequest
+from clipsearch.search import QueryTerm, SearchRequest
 
 PAGE_SIZES = (12, 24, 48, 96)
 DEFAULT_PAGE_SIZE = 48
@@ -34,10 +34,17 @@ class PageInput:
     min_score: float = 0.0  # 0 means no minimum
     page_size: int = DEFAULT_PAGE_SIZE
     pages: int = 1  # pages shown ("load more" adds one)
+    plus: tuple[str, ...] = ()  # further terms to look for ("+ add term"); "2:snow" weighs one
+    minus: tuple[str, ...] = ()  # terms to push out of the results ("− exclude")
 
     @property
     def is_empty(self) -> bool:
-        return not self.text.strip() and self.upload is None and self.like_id is None
+        nothing_to_add = not self.text.strip() and not any(t.strip() for t in self.plus)
+        return nothing_to_add and self.upload is None and self.like_id is None and not self.terms(self.minus)
+
+    @staticmethod
+    def terms(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t.strip() for t in values if t.strip())
 
     @property
     def shown(self) -> int:
@@ -54,6 +61,8 @@ class PageInput:
             self.after,
             self.before,
             self.min_score,
+            self.terms(self.plus),
+            self.terms(self.minus),
         )
 
     def without(self, *filters: str) -> PageInput:
@@ -82,6 +91,8 @@ def build_request(inp: PageInput, offset: int, k: int, max_megapixels: float) ->
         text=inp.text if inp.text.strip() else None,  # kept beside an example: a combined query
         image=image,
         image_id=inp.like_id,
+        plus=tuple(QueryTerm.parse(t) for t in inp.terms(inp.plus)),
+        minus=tuple(QueryTerm.parse(t) for t in inp.terms(inp.minus)),
         k=k,
         offset=offset,
         folder=inp.folder.strip() or None,
@@ -94,28 +105,34 @@ def build_request(inp: PageInput, offset: int, k: int, max_megapixels: float) ->
 # -- the URL: a search as query parameters, so Back, reload, bookmarks and shared links work ---------
 
 
-def to_params(inp: PageInput) -> dict[str, str]:
+def to_params(inp: PageInput) -> dict[str, list[str]]:
     """Query parameters for a search (defaults left out; an uploaded example cannot travel in a URL)."""
     params = {
-        "q": inp.text.strip(),
-        "like": "" if inp.like_id is None else str(inp.like_id),
-        "folder": inp.folder.strip(),
-        "after": inp.after.isoformat() if inp.after else "",
-        "before": inp.before.isoformat() if inp.before else "",
-        "min": f"{inp.min_score:g}" if inp.min_score > 0 else "",
-        "n": "" if inp.page_size == DEFAULT_PAGE_SIZE else str(inp.page_size),
-        "page": "" if inp.pages <= 1 else str(inp.pages),
+        "q": [inp.text.strip()],
+        "plus": list(inp.terms(inp.plus)),
+        "minus": list(inp.terms(inp.minus)),
+        "like": [] if inp.like_id is None else [str(inp.like_id)],
+        "folder": [inp.folder.strip()],
+        "after": [inp.after.isoformat()] if inp.after else [],
+        "before": [inp.before.isoformat()] if inp.before else [],
+        "min": [f"{inp.min_score:g}"] if inp.min_score > 0 else [],
+        "n": [] if inp.page_size == DEFAULT_PAGE_SIZE else [str(inp.page_size)],
+        "page": [] if inp.pages <= 1 else [str(inp.pages)],
     }
-    return {key: value for key, value in params.items() if value}
+    return {key: [v for v in values if v] for key, values in params.items() if any(values)}
 
 
-def from_params(params: Mapping[str, str]) -> tuple[PageInput, list[str]]:
-    """The search a URL asks for, and what in it was unusable (and ignored)."""
+def from_params(params: Mapping[str, Sequence[str]]) -> tuple[PageInput, list[str]]:
+    """The search a URL asks for (each key's values), and what in it was unusable (and ignored)."""
     problems: list[str] = []
 
+    def last(key: str) -> str:
+        values = params.get(key) or [""]
+        return values[-1]
+
     def parsed(key: str, parse, check=lambda v: True):
-        raw = params.get(key)
-        if raw is None or raw == "":
+        raw = last(key)
+        if raw == "":
             return None
         try:
             value = parse(raw)
@@ -128,13 +145,15 @@ def from_params(params: Mapping[str, str]) -> tuple[PageInput, list[str]]:
 
     size = parsed("n", int, lambda v: v in PAGE_SIZES)
     inp = PageInput(
-        text=params.get("q", ""),
+        text=last("q"),
         like_id=parsed("like", int, lambda v: v > 0),
-        folder=params.get("folder", ""),
+        folder=last("folder"),
         after=parsed("after", date.fromisoformat),
         before=parsed("before", date.fromisoformat),
         min_score=parsed("min", float, lambda v: 0 <= v <= 1) or 0.0,
         page_size=size or DEFAULT_PAGE_SIZE,
         pages=parsed("page", int, lambda v: 1 <= v <= MAX_PAGES) or 1,
+        plus=tuple(params.get("plus", ())),
+        minus=tuple(params.get("minus", ())),
     )
     return inp, problems

@@ -117,6 +117,7 @@ class Results:
     exhausted: bool = False
     total_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+    terms: list[dict] = field(default_factory=list)  # how the service combined the query
 
     def needs(self, shown: int) -> int:
         """How many more hits to ask for to show `shown` and know whether more exist (0: none)."""
@@ -131,6 +132,7 @@ class Results:
         self.exhausted = len(result.hits) < asked
         self.total_ms = result.timings.get("total_ms", 0.0)
         self.notes = list(result.notes)
+        self.terms = list(result.terms)
 
     def has_more(self, shown: int) -> bool:
         return len(self.hits) > shown
@@ -145,6 +147,8 @@ def session_defaults() -> None:
         "open_pos": None,
         "url_seen": None,
         "back_stack": [],
+        "terms": [],  # the "+ add term" / "− exclude" boxes: [{"sign": 1 or -1, "uid": n}]
+        "term_seq": 0,
         # widgets, by key: set here (not through value=) so the URL can set them too
         "q": "",
         "folder": None,

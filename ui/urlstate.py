@@ -15,8 +15,8 @@ from clipsearch.ui.text import notice
 ss = st.session_state
 
 
-def _url() -> dict[str, str]:
-    return {key: st.query_params[key] for key in st.query_params}
+def _url() -> dict[str, list[str]]:
+    return {key: st.query_params.get_all(key) for key in st.query_params}
 
 
 def _set_widgets(inp: PageInput) -> None:
@@ -28,6 +28,30 @@ def _set_widgets(inp: PageInput) -> None:
     ss.page_size = inp.page_size
     ss.like_id = inp.like_id
     ss.pages = inp.pages
+    ss.terms = []
+    for sign, values in ((1, inp.plus), (-1, inp.minus)):
+        for value in values:
+            add_term(sign, value)
+
+
+def add_term(sign: int, value: str = "") -> None:
+    """Another "+" or "−" term box; its text lives in session state under its own key."""
+    ss.term_seq += 1
+    ss.terms = [*ss.terms, {"sign": sign, "uid": ss.term_seq}]
+    ss[term_key(ss.term_seq)] = value
+
+
+def remove_term(uid: int) -> None:
+    ss.terms = [t for t in ss.terms if t["uid"] != uid]
+    ss.pages = 1
+
+
+def term_key(uid: int) -> str:
+    return f"cs-term-{uid}"
+
+
+def term_values(sign: int) -> tuple[str, ...]:
+    return tuple(ss.get(term_key(t["uid"]), "") for t in ss.terms if t["sign"] == sign)
 
 
 def apply_url() -> None:
