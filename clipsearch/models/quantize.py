@@ -27,13 +27,36 @@ def int8_text_tower(folder: Path, model_id: str, cache_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
     os.close(fd)
+    plain = tmp + ".fp32"
     try:
+        _fp32_weights(folder / layout.TEXTUAL, plain)
         # Weights of MatMul/Gemm only: the embedding table and layer norms stay fp32.
-        quantize_dynamic(
-            str(folder / layout.TEXTUAL), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
-        )
+        quantize_dynamic(plain, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for path in (tmp, plain):
+            if os.path.exists(path):
+                os.unlink(path)
     return target
+
+
+def _fp32_weights(source: Path, out: str) -> None:
+    """The graph with weights stored as float16 + Cast (see export) turned back into float32 weights:
+    the quantiser only quantises a MatMul whose weight is an initializer."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    halves = {init.name: init for init in graph.initializer if init.data_type == TensorProto.FLOAT16}
+    for node in list(graph.node):
+        if node.op_type == "Cast" and len(node.input) == 1 and node.input[0] in halves:
+            weights = numpy_helper.to_array(halves[node.input[0]]).astype(np.float32)
+            graph.initializer.append(numpy_helper.from_array(weights, node.output[0]))
+            graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    for name, init in halves.items():
+        if name not in used:
+            graph.initializer.remove(init)
+    onnx.save(model, out)
