@@ -490,6 +490,14 @@ def test_ui_command_starts_streamlit_bound_to_localhost(tmp_path, monkeypatch):
     assert "CLIPSEARCH_UI_PASSWORD" not in started["env"]
 
 
+def test_sign_in_returns_only_to_pages_of_this_server():
+    from clipsearch.ui.gate import safe_next
+
+    assert safe_next("/?q=a+dog&page=2") == "/?q=a+dog&page=2"
+    for outside in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example", "evil"):
+        assert safe_next(outside) == "/", outside
+
+
 def test_ui_command_refuses_the_network_without_a_password(tmp_path, monkeypatch):
     from clipsearch.cli import ui_cmd
 

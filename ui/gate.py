@@ -57,9 +57,11 @@ def host_name(host_header: str | None) -> str | None:
     return parsed.hostname.rstrip(".").lower()
 
 
-def _safe_next(target: str) -> str:
-    """Only a path on this server (never //elsewhere or a full URL) is a place to return to."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+def safe_next(target: str) -> str:
+    """Only a path on this server (never //elsewhere, a full URL, or one a browser would turn into
+    either by dropping whitespace or reading a backslash as a slash) is a place to return to."""
+    plain = target.isprintable() and not any(c.isspace() or c == "\\" for c in target)
+    return target if plain and target.startswith("/") and not target.startswith("//") else "/"
 
 
 class Gate:
@@ -107,7 +109,7 @@ class Gate:
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        target = _safe_next(request.query_params.get("next", "/"))
+        target = safe_next(request.query_params.get("next", "/"))
         error = ""
         if request.method == "POST":
             form = await request.form()
