@@ -94,6 +94,24 @@ def test_immich_layout_folder_loads_directly(model_cache, tmp_path):
         load_encoder(str(folder), runtime="torch")
 
 
+def test_immich_towers_with_a_fixed_batch_of_one_encode_batches(model_cache, tmp_path):
+    import onnx
+
+    ours = load_encoder(MODEL, cache_dir=model_cache, runtime="onnx")
+    folder = tmp_path / "fixed"
+    shutil.copytree(ours.folder, folder)
+    for name in (layout.VISUAL, layout.TEXTUAL):  # Immich exports without a dynamic batch axis
+        graph = onnx.load(str(folder / name))
+        for value in (*graph.graph.input, *graph.graph.output):
+            value.type.tensor_type.shape.dim[0].dim_value = 1
+        onnx.save(graph, str(folder / name))
+    fixed = load_encoder(str(folder))
+    assert not fixed.visual.batched and not fixed.textual.batched
+    pixels = _images(fixed.preprocess_cfg.size)
+    assert np.allclose(fixed.encode_images(pixels), ours.encode_images(pixels), atol=1e-6)
+    assert np.allclose(fixed.encode_texts(TEXTS), ours.encode_texts(TEXTS), atol=1e-6)
+
+
 def test_immich_folder_indexes_and_queries_from_the_cli(model_cache, tmp_path, photos):
     folder = tmp_path / "model"
     shutil.copytree(load_encoder(MODEL, cache_dir=model_cache, runtime="onnx").folder, folder)
