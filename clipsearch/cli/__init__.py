@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, status_cmd, train_cmd, ui_cmd
+from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, serve_cmd, status_cmd, train_cmd, ui_cmd
 from clipsearch.cli.common import CliContext
 from clipsearch.settings import Settings
 
@@ -37,6 +37,7 @@ app.command("index")(index_cmd.index_command)
 app.command("query")(query_cmd.query_command)
 app.command("status")(status_cmd.status_command)
 app.command("ui")(ui_cmd.ui_command)
+app.command("serve")(serve_cmd.serve_command)
 app.command("demo")(demo_cmd.demo_command)
 app.command("demo-data")(train_cmd.demo_data_command)
 app.command("train")(train_cmd.train_command)

@@ -1,0 +1,145 @@
+"""What the HTTP API serves, without HTTP: one store's search service, its images and its facts.
+
+The model, catalog and index load once per server process. Searches catch the index up with
+what an index run committed since the last one (as the web page does), so a running server
+sees new batches without a restart. Route handlers run in threads: one lock serialises the
+searches (they share one FAISS index that catching up mutates; on 2 cores the text tower is
+the bottleneck either way).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from PIL import Image
+
+from clipsearch import originals
+from clipsearch.errors import ClipsearchError, EmptyStoreError, ImageDecodeError, QueryError
+from clipsearch.imaging import load_rgb
+from clipsearch.search import SearchRequest, SearchResult, SearchService
+from clipsearch.store import Store
+from clipsearch.thumbnails import Thumbnails
+
+
+class UnknownImageError(ClipsearchError):
+    """No indexed image has this id (HTTP 404)."""
+
+
+class UploadTooLargeError(ClipsearchError):
+    """An upload over the byte or pixel cap (HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_megapixels: float = 40.0
+
+
+class ApiEngine:
+    def __init__(self, store: Store, limits: Limits = Limits()):
+        self.store = store
+        self.limits = limits
+        self.thumbs = Thumbnails.for_settings(store.settings)
+        self._service: SearchService | None = None
+        self._lock = threading.Lock()
+
+    # -- the search service, opened once (or on the first request after a first index run) ------
+
+    def service(self) -> SearchService:
+        if self._service is None:
+            with self._lock:
+                if self._service is None:
+                    self._service = SearchService.open(self.store)
+        return self._service
+
+    def try_open(self) -> str | None:
+        """Load the model and index now; a message when the store cannot answer yet."""
+        try:
+            self.service()
+        except EmptyStoreError as exc:
+            return str(exc)
+        return None
+
+    @property
+    def loaded(self) -> bool:
+        return self._service is not None
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        service = self.service()
+        with self._lock:
+            return service.search(request)
+
+    def warnings(self) -> list[str]:
+        encoder = self._service.encoder if self._service else None
+        if encoder is None or not encoder.is_random:
+            return []
+        return [f"{encoder.model_id} has random weights; rankings are meaningless (for tests and benchmarks only)"]
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """The store's facts, as `clipsearch status --json` prints them."""
+        settings, model = self.store.settings, self.store.model
+        stats = self.store.catalog.facts.stats()
+        info = {
+            "home": str(settings.home),
+            "catalog": self.store.location,
+            "model": model.model_id if model else None,
+            "dim": model.dim if model else None,
+            "images": stats.images,
+            "failed": stats.failed,
+            "vectors": 0,
+            "index_kind": None,
+        }
+        if model is not None and stats.images:
+            service = self.service()
+            with self._lock:
+                service.refresh()
+                info.update(vectors=service.index.ntotal, index_kind=service.index.kind)
+        return info
+
+    # -- images, by catalog id only ----------------------------------------------------------
+
+    def original(self, image_id: int) -> originals.Original:
+        found = originals.lookup(self.store.catalog, image_id)
+        if found is None:
+            raise UnknownImageError(f"no indexed image has id {image_id}")
+        return found
+
+    def open_original(self, image_id: int) -> tuple[originals.Original, BinaryIO, int]:
+        found = self.original(image_id)
+        fh, st = originals.open_original(found)
+        return found, fh, st.st_size
+
+    def thumbnail(self, image_id: int) -> bytes:
+        found = self.original(image_id)
+        if found.content_hash and self.thumbs.has(found.content_hash):
+            return self.thumbs.path_for(found.content_hash).read_bytes()
+        return self.thumbs.make(originals.read_original(found))
+
+    # -- uploads -------------------------------------------------------------------------------
+
+    def query_image(self, data: bytes, name: str) -> Image.Image:
+        """An uploaded example image, decoded once its size and pixel count are within the caps."""
+        if len(data) > self.limits.max_upload_bytes:
+            raise UploadTooLargeError(
+                f"the upload is {len(data):,} bytes, over the {self.limits.max_upload_bytes:,}-byte limit"
+            )
+        cap = self.limits.max_upload_megapixels
+        try:
+            with Image.open(io.BytesIO(data)) as header:  # the header only: no pixels decoded yet
+                width, height = header.size
+        except Exception:
+            raise QueryError(f"the uploaded file {name!r} is not an image this server can read") from None
+        if width * height > cap * 1e6:
+            raise UploadTooLargeError(
+                f"the uploaded image is {width}x{height} ({width * height / 1e6:.1f} megapixels), "
+                f"over the {cap:g} MP limit"
+            )
+        try:
+            return load_rgb(data, cap)[0]
+        except ImageDecodeError as exc:
+            raise QueryError(f"the uploaded file {name!r} cannot be used as an example: {exc}") from None
