@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -12,9 +13,9 @@ import typer
 
 from clipsearch.cli.common import cli_command, err, open_store, warn_if_random, with_runtime
 from clipsearch.errors import QueryError
-from clipsearch.imaging import IMAGE_EXTENSIONS
-from clipsearch.search import QueryTerm, SearchRequest, SearchService, load_query_image, parse_query
 
+# A path separator, a home folder or a file extension anywhere in a term (see may_name_files).
+_PATH_LIKE = re.compile(r"[/\\~]|\.[A-Za-z0-9]{2,5}\b")
 _TERM_HELP = "text or an image path, optionally weighted as WEIGHT:TERM (e.g. 2:snow); repeatable."
 
 
@@ -45,9 +46,25 @@ def query_command(
         help="onnx, torch or auto (default: CLIPSEARCH_RUNTIME, else auto: torch to index on a CUDA GPU, else onnx).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object: the terms used and the results."),
+    no_server: bool = typer.Option(
+        False, "--no-server", help="Search in this process even when `clipsearch serve` runs for this store."
+    ),
 ) -> None:
     """Find the images that best match TEXT, --image and --plus terms, and least match --minus terms."""
     settings = ctx.obj.settings
+    # A running server answers with its own model; terms that may name image files are read here.
+    if not (no_server or model or runtime or device != "auto" or may_name_files(text, *plus, *minus)):
+        fields = dict(
+            q=text, plus=plus, minus=minus, k=k, offset=offset, folder=folder, min_score=min_score,
+            after=after, before=before,
+        )  # fmt: skip
+        answer = answer_from_server(settings, fields, image)
+        if answer is not None:
+            result = {name: answer[name] for name in ("terms", "results", "notes")}
+            print_results(result, answer["notes"], answer["warnings"], as_json)
+            return
+    from clipsearch.search import QueryTerm, SearchRequest, SearchService, load_query_image, parse_query
+
     store = open_store(ctx, with_runtime(settings, runtime))
     image_term = _image_term_reader(settings.max_megapixels)
     text_plus, text_minus = parse_query(text, image_term) if text else ([], [])
@@ -66,18 +83,42 @@ def query_command(
     service = SearchService.open(store, model, device)
     warn_if_random(service.encoder)
     result = service.search(request)
-    for note in service.open_notes + result.notes:
+    print_results(result.to_dict(), service.open_notes + result.notes, [], as_json)
+
+
+def may_name_files(*specs: str | None) -> bool:
+    """Whether a query term could be an image path: such queries are answered in this process,
+    which may read local files (a server never reads a path it is sent)."""
+    return any(spec and _PATH_LIKE.search(spec) for spec in specs)
+
+
+def answer_from_server(settings, fields: dict, image: Path | None) -> dict | None:
+    """The answer of a `clipsearch serve` running for this store, or None to search in this process."""
+    from clipsearch.api.client import ServerUnavailable, query_server  # standard library only
+
+    try:
+        return query_server(settings, fields, image)
+    except ServerUnavailable as exc:
+        err(f"note: {exc}; searching in this process")
+        return None
+
+
+def print_results(result: dict, notes: list[str], warnings: list[str], as_json: bool) -> None:
+    """The same output whether a running server or this process answered (`result`: SearchResult.to_dict())."""
+    for warning in warnings:
+        err(f"warning: {warning}")
+    for note in notes:
         err(f"note: {note}")
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(json.dumps(result, indent=2))
         return
-    if len(result.terms) > 1:
-        err(f"query: {describe_terms(result.terms)}")
-    if not result.hits:
+    if len(result["terms"]) > 1:
+        err(f"query: {describe_terms(result['terms'])}")
+    if not result["results"]:
         typer.echo("no results")
         return
-    for hit in result.hits:
-        typer.echo(f"{hit.rank:>4}  {hit.score:.4f}  {hit.path}")
+    for hit in result["results"]:
+        typer.echo(f"{hit['rank']:>4}  {hit['score']:.4f}  {hit['path']}")
 
 
 def _image_term_reader(max_megapixels: float):
@@ -85,6 +126,9 @@ def _image_term_reader(max_megapixels: float):
 
     A plain word is text even if a file of that name happens to be in the working folder.
     """
+
+    from clipsearch.imaging import IMAGE_EXTENSIONS
+    from clipsearch.search import QueryTerm, load_query_image
 
     def read(spec: str, weight: float) -> QueryTerm | None:
         try:
