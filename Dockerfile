@@ -16,9 +16,9 @@ COPY indexer ./indexer
 COPY ui ./ui
 COPY migrations ./migrations
 # The Ray cluster's image adds the `ray` extra (docker-compose profile `ray`).
-ARG EXTRAS="postgres,heif"
+ARG EXTRAS="postgres,heif,api"
 RUN pip install ".[${EXTRAS}]"
 
 VOLUME ["/store", "/models"]
-EXPOSE 8501
+EXPOSE 8501 8700
 CMD ["clipsearch", "status"]

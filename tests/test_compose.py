@@ -23,10 +23,10 @@ def _named_volumes(service: dict) -> dict[str, str]:
 
 
 def test_services_volumes_and_health():
-    assert {"db", "indexer", "ui"} <= set(SERVICES)
+    assert {"db", "indexer", "ui", "api"} <= set(SERVICES)
     assert "pgdata" in COMPOSE["volumes"] and "store" in COMPOSE["volumes"] and "models" in COMPOSE["volumes"]
     assert "healthcheck" in SERVICES["db"]
-    for name in ("indexer", "ui"):
+    for name in ("indexer", "ui", "api"):
         svc = SERVICES[name]
         assert svc["depends_on"]["db"]["condition"] == "service_healthy"
         vols = _named_volumes(svc)
@@ -35,7 +35,7 @@ def test_services_volumes_and_health():
 
 
 def test_app_environment_matches_settings():
-    for name in ("indexer", "ui"):
+    for name in ("indexer", "ui", "api"):
         env = SERVICES[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
         assert "@db:5432/" in env["DATABASE_URL"]
@@ -50,7 +50,7 @@ def test_app_environment_matches_settings():
 
 def test_commands_are_real_cli_commands():
     runner = CliRunner()
-    for name in ("indexer", "ui"):
+    for name in ("indexer", "ui", "api"):
         command = SERVICES[name]["command"]
         assert command[0] == "clipsearch"
         result = runner.invoke(app, [command[1], "--help"])
@@ -89,3 +89,12 @@ def test_ray_profile_is_optional_and_runs_a_head_and_workers():
     assert "gpu" in worker["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"]
     readme = (ROOT / "README.md").read_text()
     assert "docker compose --profile ray" in readme and "--engine ray --address auto" in readme
+
+
+def test_api_service_has_its_token():
+    """The API listens beyond loopback in its container, which `clipsearch serve` refuses without a token."""
+    api = SERVICES["api"]
+    assert api["command"][api["command"].index("--host") + 1] == "0.0.0.0"
+    assert api["environment"]["CLIPSEARCH_API_TOKEN"].startswith("${CLIPSEARCH_API_TOKEN")
+    assert "CLIPSEARCH_API_TOKEN" in " ".join(api["healthcheck"]["test"])
+    assert any(port.endswith(":8700") for port in api["ports"])
