@@ -138,6 +138,34 @@ def text_rows(r: dict) -> list[list]:
     ]
 
 
+def api_rows(r: dict) -> list[list]:
+    rows = []
+    for s in r["sizes"]:
+        n, c, cli = s["n"], s["concurrent"], s["cli_via_server_s"]["median"]
+        rows.append(
+            [
+                f"HTTP API {n:,}: warm query p50, API / in-process",
+                f"**{fmt(s['ratio_p50'])}**",
+                "<= 1.5 at 1M",
+                verdict(s["ratio_p50"] <= 1.5) if n >= 1_000_000 else "(target is at 1M)",
+                _run(r),
+            ]
+        )
+        rows.append(
+            [
+                f"HTTP API {n:,}: queries/s, {c['clients']} clients",
+                f"**{fmt(c['qps'], 1)}**",
+                ">= 50 (ONNX text tower)",
+                verdict(c["qps"] >= 50),
+                _run(r),
+            ]
+        )
+        rows.append(
+            [f"HTTP API {n:,}: CLI query via the server (s)", f"**{fmt(cli)}**", "<= 0.3", verdict(cli <= 0.3), _run(r)]
+        )
+    return rows
+
+
 def write_summary() -> str:
     rows = []
     for name, fn in (
@@ -145,6 +173,7 @@ def write_summary() -> str:
         ("query_latency", query_rows),
         ("index_quality", quality_rows),
         ("text_encoder", text_rows),
+        ("api_latency", api_rows),
     ):
         r, q = load(name), load(name, quick=True)
         quick = {_key(row[0]): row[1] for row in fn(q)} if q and r is not q and not r.get("quick") else {}

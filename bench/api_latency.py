@@ -1,0 +1,275 @@
+"""The HTTP API against the in-process search service on one synthetic store, in one run.
+
+Measures, for the same text queries: the warm in-process `SearchService.search` time; the warm
+end-to-end time of `POST /api/search` on loopback (a `clipsearch serve` subprocess, text encoding
+included, one persistent connection); queries per second with 4 concurrent clients; and
+`clipsearch query` as a whole process while the server runs (and with --no-server, for scale).
+
+Usage: .venv/bin/python bench/api_latency.py [--quick] [--sizes N]
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import (
+    arguments,
+    chosen_sizes,
+    command_line,
+    fmt,
+    machine,
+    machine_line,
+    median,
+    percentile,
+    process_seconds,
+    publish,
+    table,
+    verdict,
+)
+from query_latency import query_texts
+from synth import MODEL_ID, synthetic_store
+
+from clipsearch.search import SearchRequest, SearchService
+from clipsearch.settings import Settings
+from clipsearch.store import Store
+
+K = 10
+CLIENTS = 4
+WARMUP = 5
+
+
+def _pcts(values: list[float]) -> dict:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
+
+
+def in_process(home: Path, texts: list[str]) -> dict:
+    store = Store.open(Settings.from_env(home=home))
+    service = SearchService.open(store)
+    for text in texts[:WARMUP]:
+        service.search(SearchRequest(text=text, k=K))
+    wall, encode = [], []
+    for text in texts[WARMUP:]:
+        t = time.perf_counter()
+        result = service.search(SearchRequest(text=text, k=K))
+        wall.append((time.perf_counter() - t) * 1000)
+        encode.append(result.timings.get("encode_ms", 0.0))
+    kind, runtime = service.index.kind, type(service.encoder).__name__
+    store.close()
+    return {"ms": _pcts(wall), "encode_ms": _pcts(encode), "index_kind": kind, "encoder": runtime}
+
+
+class Client:
+    """One keep-alive HTTP connection, as a client program would hold it."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+
+    def search(self, text: str) -> dict:
+        self.conn.request(
+            "POST", "/api/search", body=json.dumps({"q": text, "k": K}), headers={"Content-Type": "application/json"}
+        )
+        response = self.conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}: {body[:200]!r}")
+        return json.loads(body)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def start_server(home: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "clipsearch")
+    proc = subprocess.Popen(
+        [exe, "--home", str(home), "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    record = home / "server.json"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"clipsearch serve exited with {proc.returncode}")
+        try:
+            data = json.loads(record.read_text())
+            if data["pid"] == proc.pid:
+                return proc, data["url"]
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("clipsearch serve did not start")
+
+
+def over_http(url: str, texts: list[str]) -> dict:
+    client = Client(url)
+    for text in texts[:WARMUP]:
+        client.search(text)
+    wall, server_total = [], []
+    for text in texts[WARMUP:]:
+        t = time.perf_counter()
+        answer = client.search(text)
+        wall.append((time.perf_counter() - t) * 1000)
+        server_total.append(answer["timings"]["total_ms"])
+    client.close()
+    return {"ms": _pcts(wall), "search_in_server_ms": _pcts(server_total)}
+
+
+def concurrent(url: str, texts: list[str], clients: int) -> dict:
+    per_client = [texts[i::clients] for i in range(clients)]
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def work(mine: list[str]) -> None:
+        client = Client(url)
+        try:
+            for text in mine:
+                t = time.perf_counter()
+                try:
+                    client.search(text)
+                except Exception as exc:  # recorded, not raised: the count of failures is a result
+                    with lock:
+                        failures.append(str(exc))
+                    continue
+                with lock:
+                    latencies.append((time.perf_counter() - t) * 1000)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work, args=(mine,)) for mine in per_client]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    seconds = time.perf_counter() - t0
+    return {
+        "clients": clients,
+        "queries": len(latencies),
+        "failures": len(failures),
+        "seconds": seconds,
+        "qps": len(latencies) / seconds,
+        "ms": _pcts(latencies),
+    }
+
+
+def measure_n(n: int, n_queries: int, cli_reps: int) -> dict:
+    home, info = synthetic_store(n)
+    texts = query_texts(n_queries + WARMUP)
+    env = dict(os.environ, CLIPSEARCH_HOME=str(home), HF_HUB_OFFLINE="1")
+    local = in_process(home, texts)
+    exe = os.path.join(os.path.dirname(sys.executable), "clipsearch")
+    query = [exe, "--home", str(home), "query", "a dog on a beach", "-k", str(K)]
+    cold = process_seconds([*query, "--no-server"], env, max(1, cli_reps // 3))
+    proc, url = start_server(home, env)
+    try:
+        api = over_http(url, texts)
+        load = concurrent(url, query_texts(4 * n_queries), CLIENTS)
+        via_server = process_seconds(query, env, cli_reps)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    ratio = api["ms"]["p50"] / local["ms"]["p50"]
+    return {
+        "n": n,
+        "store": info,
+        "in_process": local,
+        "api": api,
+        "concurrent": load,
+        "ratio_p50": ratio,
+        "cli_via_server_s": {"median": median(via_server), "all": via_server},
+        "cli_no_server_s": {"median": median(cold), "all": cold},
+    }
+
+
+def section(res: dict, quick: bool) -> str:
+    rows, rows_load = [], []
+    for r in res["sizes"]:
+        loc, api = r["in_process"], r["api"]
+        rows.append(
+            [
+                f"{r['n']:,}",
+                loc["index_kind"],
+                f"{fmt(loc['ms']['p50'])} / {fmt(loc['ms']['p95'])}",
+                f"{fmt(api['ms']['p50'])} / {fmt(api['ms']['p95'])}",
+                f"**{fmt(r['ratio_p50'])}**",
+                verdict(r["ratio_p50"] <= 1.5),
+            ]
+        )
+        c = r["concurrent"]
+        rows_load.append(
+            [
+                f"{r['n']:,}",
+                c["clients"],
+                c["queries"],
+                c["failures"],
+                f"**{fmt(c['qps'], 1)}**",
+                f"{fmt(c['ms']['p50'])} / {fmt(c['ms']['p95'])}",
+                f"**{fmt(r['cli_via_server_s']['median'])}**",
+                verdict(r["cli_via_server_s"]["median"] <= 0.3),
+                fmt(r["cli_no_server_s"]["median"]),
+            ]
+        )
+    largest = res["sizes"][-1]
+    scale_note = (
+        ""
+        if largest["n"] >= 1_000_000
+        else f"\n1M vectors were not measured in this run (largest: {largest['n']:,}); the 1M target is unverified here.\n"
+    )
+    return f"""## HTTP API
+
+Command: `{command_line("api_latency", quick)}`
+
+Machine: {machine_line(res["machine"])}
+
+Stores: the synthetic stores of the query latency section (`bench/synth.py`, SQLite). Model `{MODEL_ID}` (text
+encoder: `{largest["in_process"]["encoder"]}`). The same {res["queries"]} text queries (k={K}, after {WARMUP} warm-up
+queries) are timed in-process (`SearchService.search`, wall) and end to end over HTTP on loopback (`POST /api/search`
+to a `clipsearch serve` subprocess on one keep-alive connection: JSON in, text encoding, search, JSON out).
+{scale_note}
+{table(["N", "index", "in-process p50 / p95 (ms)", "HTTP API p50 / p95 (ms)", "API / in-process p50", "target <= 1.5"], rows)}
+
+Load and the CLI: {CLIENTS} client threads, each with its own connection, send {4 * res["queries"]} queries in all;
+`clipsearch query "a dog on a beach" -k {K}` timed as a whole new process while the server runs (median of
+{res["cli_reps"]}), and with `--no-server` for scale:
+
+{table(["N", "clients", "queries", "failures", "queries/s", "latency p50 / p95 (ms)", "CLI via server (s)", "target <= 0.3 s", "CLI --no-server (s)"], rows_load)}
+"""
+
+
+def main() -> None:
+    args = arguments(__doc__, "100k vectors only, fewer queries", sizes=True).parse_args()
+    sizes = chosen_sizes(args, [100_000], [1_000_000])
+    n_queries, cli_reps = (40, 5) if args.quick else (100, 9)
+    res = {"machine": machine(), "quick": args.quick, "queries": n_queries, "cli_reps": cli_reps, "sizes": []}
+    for n in sizes:
+        res["sizes"].append(measure_n(n, n_queries, cli_reps))
+        r = res["sizes"][-1]
+        print(
+            n,
+            "ratio",
+            round(r["ratio_p50"], 3),
+            "qps",
+            round(r["concurrent"]["qps"], 1),
+            "cli",
+            r["cli_via_server_s"]["median"],
+            flush=True,
+        )
+    publish("api_latency", res, section(res, args.quick))
+
+
+if __name__ == "__main__":
+    main()
