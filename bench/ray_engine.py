@@ -126,7 +126,7 @@ def main() -> None:
     args = arguments(__doc__, "fewer images and rows")
     args = args.parse_args()
     m = machine()
-    n = 96 if args.quick else 320
+    n = 96 if args.quick else 192
     folder = ensure_collection("1mp", n)
     res: dict = {"quick": args.quick, "machine": m, "model": MODEL, "batch": BATCH}
     res["engines"] = engines(folder, n, cpus=os.cpu_count() or 2)
@@ -150,7 +150,7 @@ def _section(res: dict, m: dict) -> str:
         ],
     ]
     text = (
-        "## 7. Ray engine and catalog writes\n\n"
+        "## 9. Ray engine and catalog writes\n\n"
         f"Machine: {machine_line(m)}.\nReproduce: `{command_line('ray_engine', res['quick'])}` "
         "(PostgreSQL part with `CLIPSEARCH_BENCH_DATABASE_URL` set).\n\n"
         f"{e['n']} generated 1 MP JPEGs, `{res['model']}`, batch {res['batch']}, fresh stores; the Ray engine on a "

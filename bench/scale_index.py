@@ -209,7 +209,7 @@ def _section(d: dict, m: dict) -> str:
         ],
     ]
     return (
-        f"## 6. The index at scale (sharded build)\n\n"
+        f"## 8. The index at scale (sharded build)\n\n"
         f"Machine: {machine_line(m)}.\nReproduce: `{command_line('scale_index', d['quick'])}` (run niced on a shared machine).\n\n"
         f"The Ray engine's build path (`clipsearch/indexer/ray_faiss.py`): train once on a sample, fill shards in Ray "
         f"tasks ({d['cpus']} CPUs here), merge the IVF lists, pack for fast scan.\n\n"
