@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from clipsearch.errors import StoreLockedError
+from clipsearch.errors import StoreError, StoreLockedError
 
 _BUSY = "another `clipsearch index` ({who}) is writing to {what}; wait for it to finish, then run this command again"
 
@@ -28,8 +28,14 @@ _BUSY = "another `clipsearch index` ({who}) is writing to {what}; wait for it to
 @contextlib.contextmanager
 def write_lock(path: Path, wait: bool = False):
     """Hold an exclusive advisory lock on the file at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write to {path.parent} ({exc.strerror}): indexing needs write access to the store "
+            f"(queries work on a read-only one)"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -260,7 +260,7 @@ def test_odd_queries_get_answers_or_one_line_errors(indexed):
     assert blank.exit_code == 1 and "empty query" in blank.stderr
 
 
-def test_a_read_only_home_is_a_one_line_error(indexed, home, tmp_path):
+def test_a_read_only_home_answers_queries_and_refuses_indexing_in_one_line(indexed, home, tmp_path):
     if not str(catalog_url(home)).startswith("sqlite"):
         pytest.skip("a read-only home matters for SQLite stores")
     mount_point = tmp_path / "ro-home"
@@ -272,7 +272,9 @@ def test_a_read_only_home_is_a_one_line_error(indexed, home, tmp_path):
     try:
         if subprocess.run(["mount", "-o", "remount,bind,ro", str(mount_point)], capture_output=True).returncode:
             pytest.skip("cannot remount read-only here")
-        result = run_cli("--home", mount_point, "query", "a dog")
+        answered = ok(run_cli("--home", mount_point, "query", "a dog", "-k", "2", "--json"))
+        assert len(json.loads(answered.stdout)) == 2
+        result = run_cli("--home", mount_point, "index", tmp_path, "--model", MODEL)
         assert result.exit_code == 1
         line = result.stderr.strip()
         assert "\n" not in line and "read-only" in line and "Traceback" not in line

@@ -1,14 +1,38 @@
-"""Bringing a catalog database to the newest schema revision (run on every open)."""
+"""Bringing a catalog database to the newest schema revision (run on every open).
+
+Schema changes are atomic and serialised. Each upgrade runs in one transaction that first takes
+a lock: SQLite's write lock (`BEGIN IMMEDIATE`; without it pysqlite runs DDL outside any
+transaction, so a kill left tables without their Alembic version and the store refused to open
+again), or on PostgreSQL a transaction-level advisory lock. Alembic then reads the revision
+again under that lock: of several processes opening a new store at once, one creates the schema
+and the others find it done.
+
+A new SQLite catalog file is built beside its final name and linked into place, so the file at
+that name is always a complete catalog: a 0-byte `catalog.db` can only be damage, and is refused.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
 
+from clipsearch.errors import StoreError
+from clipsearch.faults import point
 from clipsearch.migrations import MIGRATIONS_DIR
+
+# The advisory lock key that serialises schema changes of a PostgreSQL catalog.
+SCHEMA_LOCK_KEY = int.from_bytes(hashlib.blake2b(b"clipsearch schema", digest_size=8).digest(), "big", signed=True)
+_DRAFT = ".new-"  # catalog.db.new-PID: a new SQLite catalog being built
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -28,13 +52,93 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _lock_schema(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run the revisions up to `revision` in one locked transaction: all of them or none."""
     cfg = alembic_config()
-    with engine.begin() as conn:
+    with engine.connect() as conn:
+        _lock_schema(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        point("schema-migrated")  # the schema is written but not committed yet
+        conn.commit()
 
 
-def ensure_current(engine: Engine) -> None:
-    if current_revision(engine) != head_revision():
+def ensure_current(engine: Engine, read_only: bool = False) -> None:
+    """Upgrade the catalog to the newest revision (checked first: most opens find it current)."""
+    current = current_revision(engine)
+    if current == head_revision():
+        return
+    if read_only:
+        raise StoreError(
+            f"the catalog's schema is at revision {current}, older than this clipsearch's; it is read-only "
+            f"here, so run `clipsearch db upgrade` once with write access"
+        )
+    upgrade(engine)
+
+
+def prepare_sqlite_file(db: Path, make_engine: Callable[[str], Engine]) -> None:
+    """Make sure `db` is a complete SQLite catalog: created in one step when missing, refused when 0 bytes."""
+    try:
+        size = db.stat().st_size
+    except FileNotFoundError:
+        _create_sqlite_file(db, make_engine)
+        return
+    if size == 0:
+        raise StoreError(
+            f"the catalog {db} is empty (0 bytes), so it is damaged or a failed copy, not a store: restore it "
+            f"from a backup, or delete it to start a new, empty store"
+        )
+
+
+def _create_sqlite_file(db: Path, make_engine: Callable[[str], Engine]) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_drafts(db)
+    draft = db.with_name(f"{db.name}{_DRAFT}{os.getpid()}")
+    _remove_sqlite_files(draft)
+    engine = make_engine(f"sqlite:///{draft}")
+    try:
         upgrade(engine)
+    finally:
+        engine.dispose()  # the last connection checkpoints the WAL: the draft file holds everything
+    try:
+        os.link(draft, db)
+    except FileExistsError:
+        pass  # another process created the store first: everyone uses that one
+    except OSError:
+        # No hard links on this file system: a rename, guarded by the existence check.
+        if not db.exists():
+            os.replace(draft, db)
+    finally:
+        _remove_sqlite_files(draft)
+
+
+def _remove_sqlite_files(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def _remove_dead_drafts(db: Path) -> None:
+    """Drafts left by processes killed while creating the store."""
+    for draft in db.parent.glob(f"{db.name}{_DRAFT}*"):
+        pid = draft.name.rsplit(_DRAFT, 1)[-1].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            draft.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,67 @@
+"""Checking a catalog URL before connecting: mistakes in DATABASE_URL become one clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from clipsearch.errors import ConfigError
+
+_EXAMPLE = "postgresql+psycopg://user:password@host:5432/dbname or sqlite:////path/to/catalog.db"
+
+
+def safe_url(url: str) -> str:
+    """A database URL with any password hidden, for messages.
+
+    Everything up to the last `@` is credentials: a password with an unescaped `@` stays hidden too.
+    """
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def check_url(url: str) -> None:
+    """Raise ConfigError, saying what to fix, when `url` cannot name a database clipsearch can open."""
+    shown = safe_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise ConfigError(f"DATABASE_URL {shown} is not a valid database URL ({exc}); expected {_EXAMPLE}") from None
+    if "@" in (parsed.host or ""):
+        raise ConfigError(
+            f"DATABASE_URL {shown} has an '@' in its user name or password: write it as %40 "
+            f"(URL-encode the password), e.g. postgresql+psycopg://user:p%40ss@host/dbname"
+        )
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"DATABASE_URL {shown} names a database kind clipsearch cannot use ({parsed.drivername}); "
+            f"expected {_EXAMPLE}"
+        ) from None
+    except ImportError as exc:
+        raise ConfigError(
+            f"DATABASE_URL {shown} needs the Python driver {exc.name!r} ({parsed.drivername}), which is not installed; "
+            f"use postgresql+psycopg:// with `pip install 'clipsearch[postgres]'`, or install that driver"
+        ) from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and in-memory ones)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def read_only_sqlite_url(db: Path) -> str:
+    """A URL opening `db` read-only and immutable: no journal, no lock files, so a read-only folder serves queries."""
+    return f"sqlite:///file:{quote(str(db.resolve()))}?mode=ro&immutable=1&uri=true"
