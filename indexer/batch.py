@@ -75,6 +75,7 @@ class BatchWriter:
                 camera=info.camera,
                 orientation=info.orientation,
                 vector=vector,
+                path_bytes=f.raw,
             )
         )
         if state is None:

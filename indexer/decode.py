@@ -67,7 +67,7 @@ def decode(
     if found.error:
         return Failed(found, None, found.error)
     try:
-        data = read_file(found.path) if read is None else read(found.path)
+        data = read_file(found.raw or found.path) if read is None else read(found.raw or found.path)
     except _Unreadable as exc:
         return Failed(found, None, str(exc))
     except OSError as exc:
@@ -95,7 +95,7 @@ class _Unreadable(Exception):
     """A file that is not read, with the reason recorded for it."""
 
 
-def read_file(path: str) -> bytes:
+def read_file(path: str | bytes) -> bytes:
     """A regular file's bytes, never more than MAX_FILE_BYTES; raises _Unreadable with the reason.
 
     Opened without blocking and checked on the open descriptor (the scan's stat may be stale, or

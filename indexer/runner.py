@@ -52,7 +52,7 @@ def plan_root(
     """
     # Sequential on purpose: reading the catalog in a thread beside the walk made an unchanged
     # re-index of 20k files 25% slower here (the two threads hand the GIL back and forth).
-    states = writes.file_states(root.path, root.is_dir)
+    states = writes.file_states(printable_path(root.path), root.is_dir)
     unreadable: dict[str, str] = {}
     return plan_files(scan(root, unreadable, exclusions), states, unreadable, summary, thumbs)
 
@@ -87,7 +87,8 @@ def plan_files(
         expected = state.content_hash if state is not None and state.status == "ok" else None
         jobs.append(DecodeJob(found, expected, allow_move=state is None))
     # Rows under folders we could not list are kept: unreadable is not deleted.
-    missing = {p: s for p, s in states.items() if not any(p.startswith(u + os.sep) for u in unreadable)}
+    kept = [printable_path(folder) + os.sep for folder in unreadable]
+    missing = {p: s for p, s in states.items() if not any(p.startswith(prefix) for prefix in kept)}
     summary.unreadable.extend((printable_path(folder), reason) for folder, reason in unreadable.items())
     return Plan(jobs, existing, missing)
 
@@ -125,7 +126,7 @@ class Router:
         elif isinstance(result, KnownContent):
             if state is not None:  # touched: same bytes, new mtime
                 self.summary.unchanged += 1
-                self.writer.add_move(Move(state.id, found.path, found.root, found.size, found.mtime_ns))
+                self.writer.add_move(Move(state.id, found.path, found.root, found.size, found.mtime_ns, found.raw))
             else:
                 candidates = self.by_hash.get(result.content_hash)
                 if not candidates:
@@ -133,7 +134,7 @@ class Router:
                 old = candidates.pop()
                 self.plan.missing.pop(old.path, None)
                 self.summary.moved += 1
-                self.writer.add_move(Move(old.id, found.path, found.root, found.size, found.mtime_ns))
+                self.writer.add_move(Move(old.id, found.path, found.root, found.size, found.mtime_ns, found.raw))
         else:
             self.writer.add_decoded(result, state)
         return None
@@ -141,7 +142,9 @@ class Router:
 
 def _failed_record(result: Failed) -> ImageRecord:
     f = result.file
-    return ImageRecord(f.path, f.root, f.size, f.mtime_ns, result.content_hash, status="failed", error=result.reason)
+    return ImageRecord(
+        f.path, f.root, f.size, f.mtime_ns, result.content_hash, status="failed", error=result.reason, path_bytes=f.raw
+    )
 
 
 def run_index(

@@ -23,6 +23,9 @@ class FoundFile(NamedTuple):
     size: int
     mtime_ns: int
     error: str | None = None  # set when the file is listed but cannot be stat'ed or read
+    # The path's exact bytes when they are not valid UTF-8: `path` then shows them as \xNN
+    # escapes (what the catalog and a terminal can hold), and the file is opened by these bytes.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -90,19 +93,31 @@ def not_regular_reason(mode: int) -> str | None:
 
 
 def _found(path: str, root: str) -> FoundFile:
+    """One listed file; `root` is already in its catalog (printable) form."""
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        # The catalog stores paths as text: keep the row (as failed) under an escaped name.
-        return FoundFile(
-            printable_path(path), root, 0, 0, error="file name is not valid UTF-8; rename the file to index it"
-        )
+        return _found_undecodable(path, root)
+    return _stat(path, path, root)
+
+
+def _found_undecodable(path: str, root: str) -> FoundFile:
+    """A file whose name is not valid UTF-8 (old cameras, Windows archives): kept under its escaped name."""
+    shown, raw = printable_path(path), os.fsencode(path)
+    if os.path.lexists(shown):
+        # A real file is literally named like the escaped form: the catalog could not tell them apart.
+        reason = f"its name, shown with \\x escapes, is the name of another file ({shown}); rename one of them"
+        return FoundFile(shown, root, 0, 0, error=reason, raw=raw)
+    return _stat(raw, shown, root)._replace(raw=raw)
+
+
+def _stat(target: str | bytes, path: str, root: str) -> FoundFile:
     try:
-        st = os.stat(path)  # follows file symlinks: a linked photo is indexed under its link path
+        st = os.stat(target)  # follows file symlinks: a linked photo is indexed under its link path
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             reason = "symlink loop"
-        elif os.path.islink(path):
+        elif os.path.islink(target):
             reason = "broken symlink (its target does not exist)"
         else:
             reason = exc.strerror or str(exc)
@@ -120,8 +135,9 @@ def scan(root: Root, unreadable: dict[str, str], exclusions: Exclusions | None =
     the rows under them are kept rather than swept as deleted, and the user is told.
     Excluded files and folders (see indexer.exclude) are not visited.
     """
+    shown_root = printable_path(root.path)
     if not root.is_dir:
-        yield _found(root.path, root.path)
+        yield _found(root.path, shown_root)
         return
     exclusions = exclusions or Exclusions()
     stack = [root.path]
@@ -143,4 +159,4 @@ def scan(root: Root, unreadable: dict[str, str], exclusions: Exclusions | None =
             if is_dir:
                 stack.append(entry.path)
             elif _is_image_name(entry.name):
-                yield _found(entry.path, root.path)
+                yield _found(entry.path, shown_root)

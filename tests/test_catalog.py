@@ -60,7 +60,7 @@ def test_open_creates_schema_at_alembic_head(db):
     catalog = Catalog.open(f"sqlite:///{db}")
     try:
         assert db.is_file()
-        assert current_revision(catalog.engine) == head_revision() == "0002"
+        assert current_revision(catalog.engine) == head_revision() == "0004"
         tables = set(inspect(catalog.engine).get_table_names())
         assert {"images", "store_meta", "tombstones", "alembic_version"} <= tables
         con = sqlite3.connect(db)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -40,6 +41,7 @@ class ImageRecord:
     camera: str | None = None
     orientation: int | None = None
     vector: np.ndarray | None = None  # float32, L2-normalised
+    path_bytes: bytes | None = None  # the path's exact bytes when they are not valid UTF-8
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Move:
     root: str
     size: int
     mtime_ns: int
+    path_bytes: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,14 @@ class ImageMeta:
     taken_at: datetime | None
     camera: str | None
     content_hash: str | None
+    # Set when the file's name is not valid UTF-8 (`path` shows it escaped). Keyword-only, so that
+    # subclasses (search hits) can still add fields without defaults.
+    path_bytes: bytes | None = field(default=None, kw_only=True)
+
+    @property
+    def fs_path(self) -> str:
+        """The path to open the file with: its original bytes when `path` is an escaped form."""
+        return os.fsdecode(self.path_bytes) if self.path_bytes is not None else self.path
 
 
 @dataclass(frozen=True)

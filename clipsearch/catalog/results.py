@@ -14,7 +14,7 @@ from clipsearch.catalog.records import ImageMeta
 from clipsearch.catalog.schema import ImageRow
 from clipsearch.catalog.sql import path_under
 
-_META_COLUMNS = "id, path, width, height, size, taken_at, camera, content_hash"
+_META_COLUMNS = "id, path, width, height, size, taken_at, camera, content_hash, path_bytes"
 
 
 class ResultReads:
@@ -24,7 +24,7 @@ class ResultReads:
     def meta(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
         """Metadata of these images by id (ids no longer in the catalog are left out)."""
         rows = image_rows_by_id(self.engine, _META_COLUMNS, ids)
-        return {r[0]: ImageMeta(*r[:5], _datetime(r[5]), *r[6:]) for r in rows}
+        return {r[0]: ImageMeta(*r[:5], _datetime(r[5]), r[6], r[7], path_bytes=_bytes(r[8])) for r in rows}
 
     def filtered_ids(
         self, folder: str | None, taken_after: datetime | None, taken_before: datetime | None, limit: int
@@ -40,6 +40,10 @@ class ResultReads:
         with Session(self.engine) as s:
             ids = s.scalars(stmt.limit(limit + 1)).all()
         return None if len(ids) > limit else list(ids)
+
+
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    return bytes(value) if value is not None else None  # PostgreSQL's driver returns bytea as a memoryview
 
 
 def _datetime(value: datetime | str | None) -> datetime | None:

@@ -26,6 +26,9 @@ class ImageRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     path: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    # The exact bytes of the path when they are not valid UTF-8 (`path` then shows them as \xNN
+    # escapes, which text columns can hold): files are opened by these bytes. NULL otherwise.
+    path_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     root: Mapped[str] = mapped_column(Text, nullable=False)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger, nullable=False)

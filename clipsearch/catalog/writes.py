@@ -65,7 +65,7 @@ class IndexWrites:
                 s.execute(
                     update(ImageRow)
                     .where(ImageRow.id == mv.id)
-                    .values(path=mv.path, root=mv.root, size=mv.size, mtime_ns=mv.mtime_ns)
+                    .values(path=mv.path, root=mv.root, size=mv.size, mtime_ns=mv.mtime_ns, path_bytes=mv.path_bytes)
                 )
             for row_id in deleted:
                 seq += 1
@@ -107,6 +107,7 @@ def _reserve_seq(s: Session) -> int:
 def _row_values(rec: ImageRecord, now: datetime) -> dict[str, Any]:
     return {
         "path": rec.path,
+        "path_bytes": rec.path_bytes,
         "root": rec.root,
         "size": rec.size,
         "mtime_ns": rec.mtime_ns,
