@@ -273,7 +273,7 @@ def test_a_read_only_home_answers_queries_and_refuses_indexing_in_one_line(index
         if subprocess.run(["mount", "-o", "remount,bind,ro", str(mount_point)], capture_output=True).returncode:
             pytest.skip("cannot remount read-only here")
         answered = ok(run_cli("--home", mount_point, "query", "a dog", "-k", "2", "--json"))
-        assert len(json.loads(answered.stdout)) == 2
+        assert len(json.loads(answered.stdout)["results"]) == 2
         result = run_cli("--home", mount_point, "index", tmp_path, "--model", MODEL)
         assert result.exit_code == 1
         line = result.stderr.strip()

@@ -161,7 +161,7 @@ def test_a_read_only_home_answers_queries(tmp_path, home):
         ["unshare", "-m", "sh", "-c", script, str(home), *args], env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-    assert [h["path"] for h in json.loads(proc.stdout)] == [h["path"] for h in want]
+    assert [h["path"] for h in json.loads(proc.stdout)["results"]] == [h["path"] for h in want]
 
 
 @pytest.mark.parametrize(
