@@ -3,8 +3,9 @@
 For each backend (SQLite, and PostgreSQL when --pg-url is given) it runs N cycles: mutate the
 photo folder (add, delete, move, rewrite, copy, touch), start an index run, SIGKILL it after a
 random delay, and note the phase it was in (the last fault point it passed, traced through
-CLIPSEARCH_FAULT_TRACE). Some cycles kill a run on a brand-new store instead, early, so that
-schema setup is hit. After the kills, one uninterrupted run finishes the store, and it is
+CLIPSEARCH_FAULT_TRACE); four in ten are killed at a random fault point instead of a random moment,
+so that every phase is hit. Every tenth cycle kills a run on a brand-new store instead, early or at
+the end of its schema setup. After the kills, one uninterrupted run finishes the store, and it is
 compared row for row and vector for vector (float16 bytes) with a fresh uninterrupted index of
 the final folder. Not part of CI: it takes tens of minutes.
 
@@ -107,14 +108,24 @@ def _index(folder: Path, home: Path, url: str | None) -> subprocess.CompletedPro
     return subprocess.run(args, env=_env(home, url), capture_output=True, text=True, timeout=900)
 
 
-def _killed_run(folder: Path, home: Path, url: str | None, delay: float, trace: Path) -> str:
-    """Start a run, SIGKILL it after `delay` seconds; the phase it was in ('finished' if it beat the kill)."""
+# Fault points a "pointed" kill may pick (with how many passages it may wait for).
+POINTS = {"planned": 1, "thumbnail-saved": 12, "batch-committed": 3, "swept": 1, "index-temp-written": 1}
+
+
+def _killed_run(folder: Path, home: Path, url: str | None, delay: float, trace: Path, fault: str = "") -> str:
+    """Start a run and SIGKILL it: after `delay` seconds, or at the fault point `fault` when given.
+
+    Returns the phase it was in (the last fault point passed, 'startup' before any), or 'finished'
+    when the run ended before the kill.
+    """
     trace.unlink(missing_ok=True)
     args = [sys.executable, "-m", "clipsearch", "index", str(folder), *RUN_ARGS]
-    env = _env(home, url, CLIPSEARCH_FAULT_TRACE=str(trace))
+    env = _env(home, url, CLIPSEARCH_FAULT_TRACE=str(trace), CLIPSEARCH_FAULT=fault)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        proc.wait(timeout=delay)
+        proc.wait(timeout=900 if fault else delay)
+        if proc.returncode == -signal.SIGKILL:
+            return fault.split(":")[0]
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -183,7 +194,8 @@ def campaign(kind: str, kills: int, work: Path, pg: str | None, pg_ref: str | No
             if kind == "postgresql":
                 _reset_pg(pg_ref)
                 fresh_url = pg_ref
-            phase = _killed_run(folder.root, fresh, fresh_url, rng.uniform(0.3, 0.5 * span), trace)
+            fault = "schema-migrated" if rng.random() < 0.5 else ""
+            phase = _killed_run(folder.root, fresh, fresh_url, rng.uniform(0.3, 0.5 * span), trace, fault)
             phases[f"new store: {phase}"] += 1
             done = _index(folder.root, fresh, fresh_url)
             if done.returncode != 0:
@@ -192,7 +204,12 @@ def campaign(kind: str, kills: int, work: Path, pg: str | None, pg_ref: str | No
             shutil.rmtree(fresh, ignore_errors=True)
             continue
         mutations.update(folder.mutate())
-        phases[_killed_run(folder.root, home, url, rng.uniform(0.3, span), trace)] += 1
+        # Most kills at a random moment; some at a random fault point, so every phase is hit.
+        fault = ""
+        if rng.random() < 0.4:
+            point = rng.choice(sorted(POINTS))
+            fault = f"{point}:{rng.randint(1, POINTS[point])}"
+        phases[_killed_run(folder.root, home, url, rng.uniform(0.3, span), trace, fault)] += 1
         print(f"{kind}: cycle {cycle + 1}/{kills}, phases so far {dict(phases)}", flush=True)
     final = _index(folder.root, home, url)
     if final.returncode != 0:
