@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 
 from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, serve_cmd, status_cmd, train_cmd, ui_cmd
-from clipsearch.cli.common import CliContext
+from clipsearch.cli.common import CliContext, interrupted
 from clipsearch.settings import Settings
 
 app = typer.Typer(
@@ -44,5 +46,18 @@ app.command("train")(train_cmd.train_command)
 app.add_typer(db_cmd.db_app, name="db")
 
 
+def run(args: list[str] | None = None) -> int:
+    """Run the command line; return its exit status. Ctrl-C anywhere prints "interrupted": 130."""
+    try:
+        # Not click's standalone mode: it would answer a Ctrl-C outside a command with "Aborted!", status 1.
+        result = app(args=args, prog_name="clipsearch", standalone_mode=False)
+    except click.exceptions.Abort:  # click's wrapping of a KeyboardInterrupt (or EOF) outside a command
+        return interrupted()
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
 def main() -> None:
-    app()
+    sys.exit(run())

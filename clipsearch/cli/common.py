@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import warnings
 from dataclasses import dataclass
 
 import click
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from clipsearch.errors import ClipsearchError, ConfigError
 from clipsearch.settings import Settings
@@ -23,6 +23,12 @@ class CliContext:
 
 def err(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def interrupted(message: str = "interrupted") -> int:
+    """Say that Ctrl-C stopped the command; the exit status for it (128 + SIGINT)."""
+    err(message)
+    return 130
 
 
 def quiet_libraries(debug: bool) -> None:
@@ -48,7 +54,9 @@ def _message(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
-    if isinstance(exc, SQLAlchemyError):
+    # sqlalchemy.exc is looked up, not imported: commands that never open a store do not load SQLAlchemy.
+    database_errors = sys.modules.get("sqlalchemy.exc")
+    if database_errors is not None and isinstance(exc, database_errors.SQLAlchemyError):
         return f"database error: {getattr(exc, 'orig', None) or exc}"
     return f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback, and please report it)"
 
@@ -64,8 +72,7 @@ def cli_command(fn):
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
-            err("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupted()) from None
         except Exception as exc:
             if ctx.obj.debug:
                 raise

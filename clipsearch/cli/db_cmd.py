@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from clipsearch.catalog import migrate
-from clipsearch.catalog.engine import make_engine, safe_url
 from clipsearch.cli.common import cli_command
 
 db_app = typer.Typer(help="Catalog schema: show or apply migrations.", no_args_is_help=True)
@@ -15,6 +13,9 @@ db_app = typer.Typer(help="Catalog schema: show or apply migrations.", no_args_i
 @cli_command
 def db_current(ctx: typer.Context) -> None:
     """Print the catalog's schema revision and the newest one this version knows."""
+    from clipsearch.catalog import migrate
+    from clipsearch.catalog.engine import make_engine, safe_url
+
     url = ctx.obj.settings.catalog_url
     engine = make_engine(url)
     try:
@@ -33,6 +34,9 @@ def db_upgrade(
     revision: str = typer.Argument("head", help="Target revision."),
 ) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
+    from clipsearch.catalog import migrate
+    from clipsearch.catalog.engine import make_engine, safe_url
+
     url = ctx.obj.settings.catalog_url
     engine = make_engine(url)
     try:

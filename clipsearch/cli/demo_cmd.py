@@ -6,13 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from tqdm import tqdm
 
 from clipsearch.cli.common import cli_command, open_store, warn_if_random
 from clipsearch.errors import ModelError
-from clipsearch.indexer import IndexOptions, run_index
-from clipsearch.models import bundled_models
-from clipsearch.search import SearchRequest, SearchService
 
 DEMO_QUERIES = (
     "a red circle",
@@ -38,6 +34,10 @@ def demo_command(
     k: int = typer.Option(5, "-k", help="Results shown per example query."),
 ) -> None:
     """Generate a collection of shapes pictures, index it with the bundled model, run example queries."""
+    from tqdm import tqdm
+
+    from clipsearch.indexer import IndexOptions, run_index
+    from clipsearch.search import SearchRequest, SearchService
     from clipsearch.synthetic.corpus import generate_corpus, read_labels
 
     settings = ctx.obj.settings
@@ -91,6 +91,8 @@ def _truth(scene: dict | None) -> str:
 
 
 def _bundled_model() -> str:
+    from clipsearch.models import bundled_models
+
     names = bundled_models()
     if not names:
         raise ModelError("no bundled model is installed in this copy of clipsearch; pass --model")

@@ -7,13 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from tqdm import tqdm
 
-from clipsearch.cli.common import cli_command, err, open_store, warn_if_random, with_runtime
+from clipsearch.cli.common import cli_command, err, interrupted, open_store, warn_if_random, with_runtime
 from clipsearch.errors import ConfigError
-from clipsearch.indexer import IndexOptions, run_index
-from clipsearch.indexer.scan import resolve_roots
-from clipsearch.lock import index_lock
 
 
 @cli_command
@@ -72,6 +68,9 @@ def index_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index images under SOURCES (JPEG, PNG, WebP, GIF, BMP, TIFF; HEIC with pillow-heif)."""
+    from clipsearch.indexer import IndexOptions
+    from clipsearch.lock import index_lock
+
     settings = ctx.obj.settings
     _check_engine(engine, address, gpus_per_worker, cpus_per_decoder)
     # A missing path fails here, before any model loads or a fresh store is bound to one.
@@ -92,8 +91,9 @@ def index_command(
                 options = IndexOptions(batch_size, workers, tuple(exclude), include_hidden)
                 summary, notes = _index(store, paths, model, device, options)
     except KeyboardInterrupt:
-        err("interrupted: finished batches are saved; resume by running the same command again")
-        raise typer.Exit(130) from None
+        raise typer.Exit(
+            interrupted("interrupted: finished batches are saved; resume by running the same command again")
+        ) from None
     _report(summary, notes, as_json)
 
 
@@ -107,6 +107,8 @@ def _check_engine(engine: str, address, gpus_per_worker, cpus_per_decoder: int) 
 
 def _source_keys(engine: str, paths: list[str]) -> list[str]:
     """What the index lock covers: each root folder (or path list); checks that sources exist."""
+    from clipsearch.indexer.scan import resolve_roots
+
     if engine == "local":
         return [r.path for r in resolve_roots([Path(p) for p in paths])]
     from clipsearch.indexer import ray_cluster, ray_sources
@@ -130,6 +132,10 @@ def _report(summary, notes: list[str], as_json: bool) -> None:
 
 
 def _index(store, paths: list[str], model: Optional[str], device: str, options):
+    from tqdm import tqdm
+
+    from clipsearch.indexer import IndexOptions, run_index
+
     store.resolve_model(model)  # a wrong model is refused before anything is read
     on_ray = not isinstance(options, IndexOptions)
 
@@ -160,6 +166,6 @@ def _index(store, paths: list[str], model: Optional[str], device: str, options):
     return summary, store.sync_index_file()
 
 
-def _set_total(bar: tqdm, total: int) -> None:
+def _set_total(bar, total: int) -> None:
     bar.total = total
     bar.refresh()
