@@ -10,7 +10,7 @@ import click
 import typer
 
 from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, serve_cmd, status_cmd, train_cmd, ui_cmd
-from clipsearch.cli.common import CliContext, interrupted
+from clipsearch.cli.common import CliContext, interrupt_reported, interrupted
 from clipsearch.settings import Settings
 
 app = typer.Typer(
@@ -49,14 +49,17 @@ app.add_typer(db_cmd.db_app, name="db")
 def run(args: list[str] | None = None) -> int:
     """Run the command line; return its exit status. Ctrl-C anywhere prints "interrupted": 130."""
     try:
-        # Not click's standalone mode: it would answer a Ctrl-C outside a command with "Aborted!", status 1.
+        # Not standalone mode, so that the status comes back here instead of through sys.exit.
         result = app(args=args, prog_name="clipsearch", standalone_mode=False)
-    except click.exceptions.Abort:  # click's wrapping of a KeyboardInterrupt (or EOF) outside a command
+    except click.exceptions.Abort:
         return interrupted()
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    return result if isinstance(result, int) else 0
+    code = result if isinstance(result, int) else 0
+    if code == 130 and not interrupt_reported():  # typer's silent exit for a Ctrl-C outside a command
+        return interrupted()
+    return code
 
 
 def main() -> None:

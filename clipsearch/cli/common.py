@@ -25,10 +25,20 @@ def err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+# Whether this process has said "interrupted" (the CLI's own state: typer turns a Ctrl-C
+# outside a command into a silent exit 130, which `run` then reports once).
+_interrupt = {"reported": False}
+
+
 def interrupted(message: str = "interrupted") -> int:
     """Say that Ctrl-C stopped the command; the exit status for it (128 + SIGINT)."""
     err(message)
+    _interrupt["reported"] = True
     return 130
+
+
+def interrupt_reported() -> bool:
+    return _interrupt["reported"]
 
 
 def quiet_libraries(debug: bool) -> None:

@@ -158,10 +158,8 @@ def ui_command(
             f"--host {host or '(all)'} makes the page and every indexed photo reachable from other machines: "
             f"set a password with {PASSWORD_ENV} or --password-file FILE, or pass --insecure-no-auth"
         )
-    try:
-        import streamlit  # noqa: F401
-    except ImportError:
-        raise ConfigError("the web UI needs streamlit: pip install streamlit") from None
+    if importlib.util.find_spec("streamlit") is None:  # looked up, not imported: the server imports it
+        raise ConfigError("the web UI needs streamlit: pip install 'clipsearch[ui]'")
     hosts = allowed_hosts(host, allowed_host)
     env = {**os.environ, "CLIPSEARCH_HOME": str(settings.home), ALLOWED_HOSTS_ENV: ",".join(hosts)}
     env.pop(PASSWORD_ENV, None)
