@@ -14,7 +14,7 @@ from common import CACHE
 from PIL import Image, ImageDraw, ImageFilter
 
 QUALITY = 90
-SIZES = {"12mp": (4000, 3000), "1mp": (1152, 864), "2mp": (1600, 1200)}
+SIZES = {"12mp": (4000, 3000), "1mp": (1152, 864), "2mp": (1600, 1200), "640x480": (640, 480)}
 
 
 def _field(rng: np.random.Generator, w: int, h: int) -> np.ndarray:

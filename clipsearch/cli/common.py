@@ -59,9 +59,16 @@ def quiet_libraries(debug: bool) -> None:
     ours.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
+# Packages of the optional extras: a light install (`pip install clipsearch`) lacks them.
+_EXTRAS = {"torch": "torch", "torchvision": "torch", "open_clip": "torch", "onnx": "torch", "streamlit": "ui"}
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, ClipsearchError):
         return str(exc)
+    missing = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+    if missing in _EXTRAS:
+        return f"this needs {missing}, which the light install leaves out: pip install 'clipsearch[{_EXTRAS[missing]}]'"
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
     # sqlalchemy.exc is looked up, not imported: commands that never open a store do not load SQLAlchemy.

@@ -1,0 +1,448 @@
+"""The reference peer: rclip 4.0.8 beside clipsearch, same ViT-B-32-256 weights, same files, one run.
+
+Measured as new processes, each pair interleaved (ratios come from one run):
+1. cold query (top 10) on a 10k store: `clipsearch query` vs `rclip --no-indexing` vs `python -c "import torch"`;
+2. re-index of an unchanged 20k-file folder: `clipsearch index` vs rclip's index pass vs a bare
+   Python `os.walk` + `stat` process;
+3. CPU-seconds per indexed photo on 12 MP and 640x480 JPEG sets (first index of a fresh store).
+
+rclip runs from its own virtual environment (.bench/rclip-venv, Python >= 3.12 as rclip 4
+requires; `pip install rclip==4.0.8`), fully offline: rclip looks for its ONNX towers, tokenizer
+vocabulary and model licence files in RCLIP_DATADIR before it would reach the model hub, so this
+script puts them there, exported from clipsearch's seeded `random:ViT-B-32-256` (torch needed
+for the export only). Both tools therefore embed with identical weights.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import CACHE, ROOT, arguments, fmt, machine, machine_line, median, publish, table
+
+ARCH = "ViT-B-32-256"
+MODEL = f"random:{ARCH}"
+RCLIP_VERSION = "4.0.8"
+RCLIP_VENV = ROOT / ".bench" / "rclip-venv"
+RCLIP_MODEL_SUBDIR = "ViT-B-32-256-datacomp_s34b_b86k"  # rclip's model_download.MODEL_SUBDIR
+RCLIP_LEGAL_FILES = ("LICENSE", "OPENAI-CLIP-MIT.txt", "README.md", "THIRD_PARTY_NOTICES.md")
+QUERY = "a dog on a beach"
+WORK = CACHE / "rclip-peer"
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def measured(command: list[str], env: dict, cwd: Path | None = None) -> dict:
+    """One run of `command` as a new process: wall seconds and CPU-seconds (user + system)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{err.decode(errors='replace')[-3000:]}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "stdout": out.decode(errors="replace")}
+
+
+def interleaved(commands: dict[str, tuple[list[str], dict, Path | None]], reps: int) -> dict[str, list[dict]]:
+    """Each command `reps` times, round-robin, so that machine noise hits all of them alike."""
+    runs: dict[str, list[dict]] = {name: [] for name in commands}
+    for _ in range(reps):
+        for name, (command, env, cwd) in commands.items():
+            runs[name].append(measured(command, env, cwd))
+    return runs
+
+
+def summary(runs: list[dict]) -> dict:
+    return {
+        "wall_s": median([r["wall_s"] for r in runs]),
+        "cpu_s": median([r["cpu_s"] for r in runs]),
+        "wall_all_s": [round(r["wall_s"], 3) for r in runs],
+    }
+
+
+def clipsearch_env(home: Path) -> dict:
+    # One model cache for every store: a model's one-time ONNX export is not counted again per store.
+    return dict(os.environ, CLIPSEARCH_HOME=str(home), CLIPSEARCH_MODEL_CACHE=str(WORK / "model-cache"), HF_HUB_OFFLINE="1")
+
+
+def clipsearch_exe() -> str:
+    return str(Path(sys.executable).with_name("clipsearch"))
+
+
+# -- rclip: its own venv and its model files ------------------------------------------------------
+
+
+def find_python312(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    for name in ("python3.13", "python3.12"):
+        found = shutil.which(name)
+        if found:
+            return found
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[23]*/bin/python")))
+    if candidates:
+        return candidates[-1]
+    raise SystemExit("rclip 4 needs Python >= 3.12: pass --rclip-python /path/to/python3.12")
+
+
+def rclip_exe(python: str | None) -> Path:
+    exe = RCLIP_VENV / "bin" / "rclip"
+    if not exe.exists():
+        shutil.rmtree(RCLIP_VENV, ignore_errors=True)
+        RCLIP_VENV.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([find_python312(python), "-m", "venv", str(RCLIP_VENV)], check=True)
+        pip = [str(RCLIP_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, f"rclip=={RCLIP_VERSION}"], check=True)
+    return exe
+
+
+def rclip_model_files() -> Path:
+    """The files rclip's model_download checks for, from clipsearch's random:ViT-B-32-256 (exported once)."""
+    target = WORK / "rclip-model"
+    sub = target / RCLIP_MODEL_SUBDIR
+    if (sub / "textual.onnx").exists():
+        return target
+    import open_clip
+    import torch
+
+    from clipsearch.models import load_encoder
+
+    sub.mkdir(parents=True, exist_ok=True)
+    model = load_encoder(MODEL, "cpu", runtime="torch").model.float().eval()
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, tuple | list) else size
+    towers = {
+        # rclip feeds normalised float32 pixels and token ids, and L2-normalises the outputs itself.
+        "visual.onnx": (model.visual, torch.randn(1, 3, size, size)),
+        "textual.onnx": (_TextTower(model), torch.zeros(1, 77, dtype=torch.long)),
+    }
+    for name, (module, example) in towers.items():
+        torch.onnx.export(
+            module,
+            (example,),
+            str(sub / name),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            opset_version=18,
+            dynamo=False,
+        )
+    vocab = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    (target / "tokenizer").mkdir(exist_ok=True)
+    shutil.copy(vocab, target / "tokenizer" / vocab.name)
+    for name in RCLIP_LEGAL_FILES:
+        (target / name).write_text("Random ViT-B-32-256 weights exported by clipsearch's bench/rclip_peer.py.\n")
+    return target
+
+
+class _TextTower:
+    """encode_text as a module (torch.onnx.export wants a callable with parameters)."""
+
+    def __new__(cls, model):
+        import torch
+
+        class TextTower(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, tokens):
+                return self.model.encode_text(tokens)
+
+        return TextTower()
+
+
+def rclip_datadir(name: str) -> Path:
+    """A fresh RCLIP_DATADIR (its own db.sqlite3) that links the shared model files."""
+    model = rclip_model_files()
+    datadir = WORK / "rclip-data" / name
+    shutil.rmtree(datadir, ignore_errors=True)
+    datadir.mkdir(parents=True)
+    for entry in model.iterdir():
+        (datadir / entry.name).symlink_to(entry)
+    return datadir
+
+
+def rclip_env(datadir: Path) -> dict:
+    return dict(os.environ, RCLIP_DATADIR=str(datadir), HF_HUB_OFFLINE="1")
+
+
+def rclip_db_rows(python: Path, datadir: Path, rows_json: Path) -> None:
+    """Insert rows [(path, mtime, size)] with random vectors through rclip's own DB class."""
+    script = (
+        "import json, sys, numpy as np\n"
+        "from rclip import db\n"
+        "d = db.DB(sys.argv[1] + '/db.sqlite3')\n"
+        "rng = np.random.default_rng(0)\n"
+        "for path, mtime, size in json.load(open(sys.argv[2])):\n"
+        "    v = rng.normal(size=512).astype(np.float32); v /= np.linalg.norm(v)\n"
+        "    d.upsert_image({'filepath': path, 'modified_at': mtime, 'size': size, 'vector': v.tobytes(), 'hash': None}, commit=False)\n"
+        "d.commit(); d.close()\n"
+    )
+    subprocess.run([str(python), "-c", script, str(datadir), str(rows_json)], check=True)
+
+
+# -- clipsearch stores ----------------------------------------------------------------------------
+
+
+class _StandInEncoder:
+    """Random unit vectors under the ViT-B-32-256 id: builds big stores without running the model.
+
+    Everything else (decode, hashes, thumbnails, catalog, FAISS) is the real indexer's work, so the
+    re-index and query that follow meet a store like any other.
+    """
+
+    def __new__(cls):
+        from clipsearch.imaging import PreprocessConfig
+        from clipsearch.models.base import Encoder, l2_normalise
+
+        class StandIn(Encoder):
+            model_id = spec = MODEL
+            dim = 512
+            preprocess_cfg = PreprocessConfig(256, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+            context_length = 77
+            runtime = "onnx"
+            device = "cpu"
+            is_random = True
+
+            def __init__(self):
+                self._rng = np.random.default_rng(0)
+
+            def encode_images(self, pixels):
+                return l2_normalise(self._rng.normal(size=(len(pixels), 512)))
+
+            def encode_texts(self, texts):
+                return l2_normalise(self._rng.normal(size=(len(texts), 512)))
+
+            def count_tokens(self, text):
+                return 2
+
+        return StandIn()
+
+
+def clipsearch_store(name: str, folder: Path) -> Path:
+    """A clipsearch store of `folder` indexed by the real indexer with the stand-in encoder (cached)."""
+    from clipsearch.indexer import IndexOptions, run_index
+    from clipsearch.settings import Settings
+    from clipsearch.store import Store
+
+    home = WORK / "clipsearch" / name
+    if (home / ".complete").exists():
+        return home
+    shutil.rmtree(home, ignore_errors=True)
+    settings = Settings(home=home)
+    store = Store.open(settings)
+    encoder = _StandInEncoder()
+    store.bind(encoder)
+    run_index(store.catalog, encoder, [folder], settings, IndexOptions())
+    store.sync_index_file()
+    store.close()
+    (home / ".complete").write_text("ok\n")
+    return home
+
+
+def query_folder(n: int) -> Path:
+    """n small distinct JPEGs (the 10k query store is built from real files, as both tools index)."""
+    from indexing_parts import make_tiny_tree
+
+    return make_tiny_tree(n)
+
+
+def file_rows(folder: Path) -> list[tuple[str, float, int]]:
+    rows = []
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            if name.endswith(".jpg"):
+                path = os.path.join(dirpath, name)
+                st = os.stat(path)
+                rows.append((path, st.st_mtime, st.st_size))
+    return rows
+
+
+# -- the three measurements ---------------------------------------------------------------------
+
+
+def cold_query(rclip: Path, n: int, reps: int) -> dict:
+    folder = query_folder(n)
+    home = clipsearch_store(f"query-n{n}", folder)
+    datadir = rclip_datadir(f"query-n{n}")
+    rows = WORK / f"rows-n{n}.json"
+    rows.write_text(json.dumps(file_rows(folder)))
+    rclip_db_rows(rclip.with_name("python"), datadir, rows)
+    commands = {
+        "clipsearch": ([clipsearch_exe(), "query", QUERY, "-k", "10"], clipsearch_env(home), None),
+        "rclip": ([str(rclip), "--no-indexing", "--top", "10", QUERY], rclip_env(datadir), folder),
+        "import_torch": ([sys.executable, "-c", "import torch"], dict(os.environ), None),
+    }
+    interleaved(commands, 1)  # warm-up: page cache, and clipsearch's one-time ONNX export of the model
+    runs = interleaved(commands, reps)
+    out = {name: summary(r) for name, r in runs.items()}
+    out["n"] = n
+    out["reps"] = reps
+    out["vs_import_torch"] = out["clipsearch"]["wall_s"] / out["import_torch"]["wall_s"]
+    out["vs_rclip"] = out["clipsearch"]["wall_s"] / out["rclip"]["wall_s"]
+    out["rclip_results"] = runs["rclip"][-1]["stdout"].count("\n") - 1
+    out["clipsearch_results"] = runs["clipsearch"][-1]["stdout"].count("\n")
+    return out
+
+
+WALK = (
+    "import os, sys\n"
+    "n = 0\n"
+    "for d, _s, files in os.walk(sys.argv[1]):\n"
+    "    for f in files:\n"
+    "        os.stat(os.path.join(d, f)); n += 1\n"
+    "print(n)\n"
+)
+RCLIP_INDEX_ONLY = (
+    "import os, sys\n"
+    "from rclip.main import init_rclip\n"
+    "r, m, d = init_rclip(sys.argv[1], 8)\n"
+    "r.close(); m.close(); d.close()\n"
+)
+
+
+def reindex(rclip: Path, n: int, reps: int) -> dict:
+    from indexing_parts import make_tiny_tree
+
+    folder = make_tiny_tree(n)
+    home = clipsearch_store(f"reindex-n{n}", folder)
+    datadir = rclip_datadir(f"reindex-n{n}")
+    rows = WORK / f"rows-reindex-n{n}.json"
+    rows.write_text(json.dumps(file_rows(folder)))
+    rclip_db_rows(rclip.with_name("python"), datadir, rows)
+    commands = {
+        "clipsearch": ([clipsearch_exe(), "index", str(folder)], clipsearch_env(home), None),
+        "rclip_index": ([str(rclip.with_name("python")), "-c", RCLIP_INDEX_ONLY, str(folder)], rclip_env(datadir), folder),
+        "rclip_query": ([str(rclip), "--top", "10", QUERY], rclip_env(datadir), folder),
+        "walk_stat": ([sys.executable, "-c", WALK, str(folder)], dict(os.environ), None),
+    }
+    interleaved(commands, 1)
+    runs = interleaved(commands, reps)
+    for r in runs["clipsearch"]:
+        assert f"{n} unchanged" in r["stdout"] and " 0 new" in r["stdout"], r["stdout"]
+    out = {name: summary(r) for name, r in runs.items()}
+    out.update(n=n, reps=reps)
+    out["vs_walk"] = out["clipsearch"]["wall_s"] / out["walk_stat"]["wall_s"]
+    out["vs_rclip_index"] = out["clipsearch"]["wall_s"] / out["rclip_index"]["wall_s"]
+    out["vs_rclip_query"] = out["clipsearch"]["wall_s"] / out["rclip_query"]["wall_s"]
+    return out
+
+
+def per_photo(rclip: Path, kind: str, n: int, reps: int) -> dict:
+    from photos import ensure_collection
+
+    folder = ensure_collection(kind, n, workers=2)
+    runs: dict[str, list[dict]] = {"clipsearch": [], "rclip": []}
+    for rep in range(reps):
+        home = WORK / "clipsearch" / f"fresh-{kind}-{rep}"
+        shutil.rmtree(home, ignore_errors=True)
+        runs["clipsearch"].append(
+            measured([clipsearch_exe(), "index", str(folder), "--model", MODEL], clipsearch_env(home))
+        )
+        datadir = rclip_datadir(f"fresh-{kind}-{rep}")
+        runs["rclip"].append(measured([str(rclip), "--top", "1", QUERY], rclip_env(datadir), folder))
+    out = {name: summary(r) for name, r in runs.items()}
+    for name in runs:
+        out[name]["cpu_ms_per_photo"] = 1000 * out[name]["cpu_s"] / n
+    out.update(kind=kind, n=n, reps=reps)
+    out["ratio"] = out["clipsearch"]["cpu_s"] / out["rclip"]["cpu_s"]
+    return out
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def section(res: dict, quick: bool) -> str:
+    q, r = res["cold_query"], res["reindex"]
+    lines = [
+        "## Reference peer: rclip 4.0.8",
+        "",
+        f"Machine: {machine_line(res['machine'])}.",
+        "",
+        f"rclip {RCLIP_VERSION} from PyPI in its own virtual environment, offline, with its ONNX towers exported from "
+        f"clipsearch's seeded `{MODEL}`: both tools embed with the same weights. Every row is a new process; the commands "
+        "of a table ran interleaved, medians of "
+        f"{q['reps']} runs (wall seconds; CPU-seconds are user + system of the process).",
+        "",
+        f"### Cold query, top 10, {q['n']:,}-image store",
+        "",
+        table(
+            ["command", "wall (s)", "CPU (s)"],
+            [
+                ["`clipsearch query`", fmt(q["clipsearch"]["wall_s"]), fmt(q["clipsearch"]["cpu_s"])],
+                ["`rclip --no-indexing`", fmt(q["rclip"]["wall_s"]), fmt(q["rclip"]["cpu_s"])],
+                ['`python -c "import torch"`', fmt(q["import_torch"]["wall_s"]), fmt(q["import_torch"]["cpu_s"])],
+            ],
+        ),
+        "",
+        f"clipsearch / import torch: **{fmt(q['vs_import_torch'])}** (target <= 0.5); clipsearch / rclip: "
+        f"**{fmt(q['vs_rclip'])}** (target <= 1).",
+        "",
+        f"### Re-index of an unchanged {r['n']:,}-file folder",
+        "",
+        table(
+            ["command", "wall (s)", "CPU (s)"],
+            [
+                ["`clipsearch index FOLDER`", fmt(r["clipsearch"]["wall_s"]), fmt(r["clipsearch"]["cpu_s"])],
+                ["rclip's index pass (`init_rclip`, no query)", fmt(r["rclip_index"]["wall_s"]), fmt(r["rclip_index"]["cpu_s"])],
+                ["`rclip QUERY` (index pass + a query)", fmt(r["rclip_query"]["wall_s"]), fmt(r["rclip_query"]["cpu_s"])],
+                ["bare Python `os.walk` + `os.stat`", fmt(r["walk_stat"]["wall_s"]), fmt(r["walk_stat"]["cpu_s"])],
+            ],
+        ),
+        "",
+        f"clipsearch / walk: **{fmt(r['vs_walk'])}** (target <= 1.5); clipsearch / rclip's index pass: "
+        f"**{fmt(r['vs_rclip_index'])}**; clipsearch / `rclip QUERY`: **{fmt(r['vs_rclip_query'])}** (target <= 1).",
+        "",
+        "### CPU-seconds per indexed photo (first index, fresh store)",
+        "",
+        table(
+            ["set", "photos", "clipsearch (CPU ms/photo)", "rclip (CPU ms/photo)", "ratio"],
+            [
+                [
+                    p["kind"],
+                    p["n"],
+                    fmt(p["clipsearch"]["cpu_ms_per_photo"], 0),
+                    fmt(p["rclip"]["cpu_ms_per_photo"], 0),
+                    f"**{fmt(p['ratio'])}**",
+                ]
+                for p in res["per_photo"]
+            ],
+        ),
+        "",
+        "Whole processes: start-up and, for rclip, one query are included (amortised over the set). Target: ratio <= 1.",
+        "",
+        f"Reproduce: `.venv/bin/python bench/rclip_peer.py{' --quick' if quick else ''}` (creates `.bench/rclip-venv` "
+        "with a Python >= 3.12 found on PATH or under pyenv, or `--rclip-python PATH`).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = arguments(__doc__, "fewer repetitions and smaller photo sets")
+    ap.add_argument("--rclip-python", help="a Python >= 3.12 for rclip's virtual environment")
+    args = ap.parse_args()
+    rclip = rclip_exe(args.rclip_python)
+    res = {"machine": machine(), "quick": args.quick, "rclip": RCLIP_VERSION, "model": MODEL}
+    reps = 3 if args.quick else 5
+    res["cold_query"] = cold_query(rclip, 10_000, reps)
+    print(json.dumps(res["cold_query"], indent=1, default=str))
+    res["reindex"] = reindex(rclip, 20_000, reps)
+    print(json.dumps(res["reindex"], indent=1, default=str))
+    sets = [("12mp", 12 if args.quick else 32), ("640x480", 48 if args.quick else 160)]
+    res["per_photo"] = [per_photo(rclip, kind, n, 1 if args.quick else 2) for kind, n in sets]
+    print(json.dumps(res["per_photo"], indent=1, default=str))
+    publish("rclip_peer", res, section(res, args.quick))
+
+
+if __name__ == "__main__":
+    main()
