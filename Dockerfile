@@ -16,7 +16,7 @@ COPY indexer ./indexer
 COPY ui ./ui
 COPY migrations ./migrations
 # The Ray cluster's image adds the `ray` extra (docker-compose profile `ray`).
-ARG EXTRAS="postgres,heif,api"
+ARG EXTRAS="torch,ui,postgres,heif,api"
 RUN pip install ".[${EXTRAS}]"
 
 VOLUME ["/store", "/models"]
