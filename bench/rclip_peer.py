@@ -71,7 +71,9 @@ def summary(runs: list[dict]) -> dict:
 
 def clipsearch_env(home: Path) -> dict:
     # One model cache for every store: a model's one-time ONNX export is not counted again per store.
-    return dict(os.environ, CLIPSEARCH_HOME=str(home), CLIPSEARCH_MODEL_CACHE=str(WORK / "model-cache"), HF_HUB_OFFLINE="1")
+    return dict(
+        os.environ, CLIPSEARCH_HOME=str(home), CLIPSEARCH_MODEL_CACHE=str(WORK / "model-cache"), HF_HUB_OFFLINE="1"
+    )
 
 
 def clipsearch_exe() -> str:
@@ -208,7 +210,9 @@ class _StandInEncoder:
         class StandIn(Encoder):
             model_id = spec = MODEL
             dim = 512
-            preprocess_cfg = PreprocessConfig(256, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+            preprocess_cfg = PreprocessConfig(
+                256, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+            )
             context_length = 77
             runtime = "onnx"
             device = "cpu"
@@ -322,7 +326,11 @@ def reindex(rclip: Path, n: int, reps: int) -> dict:
     rclip_db_rows(rclip.with_name("python"), datadir, rows)
     commands = {
         "clipsearch": ([clipsearch_exe(), "index", str(folder)], clipsearch_env(home), None),
-        "rclip_index": ([str(rclip.with_name("python")), "-c", RCLIP_INDEX_ONLY, str(folder)], rclip_env(datadir), folder),
+        "rclip_index": (
+            [str(rclip.with_name("python")), "-c", RCLIP_INDEX_ONLY, str(folder)],
+            rclip_env(datadir),
+            folder,
+        ),
         "rclip_query": ([str(rclip), "--top", "10", QUERY], rclip_env(datadir), folder),
         "walk_stat": ([sys.executable, "-c", WALK, str(folder)], dict(os.environ), None),
     }
@@ -394,8 +402,16 @@ def section(res: dict, quick: bool) -> str:
             ["command", "wall (s)", "CPU (s)"],
             [
                 ["`clipsearch index FOLDER`", fmt(r["clipsearch"]["wall_s"]), fmt(r["clipsearch"]["cpu_s"])],
-                ["rclip's index pass (`init_rclip`, no query)", fmt(r["rclip_index"]["wall_s"]), fmt(r["rclip_index"]["cpu_s"])],
-                ["`rclip QUERY` (index pass + a query)", fmt(r["rclip_query"]["wall_s"]), fmt(r["rclip_query"]["cpu_s"])],
+                [
+                    "rclip's index pass (`init_rclip`, no query)",
+                    fmt(r["rclip_index"]["wall_s"]),
+                    fmt(r["rclip_index"]["cpu_s"]),
+                ],
+                [
+                    "`rclip QUERY` (index pass + a query)",
+                    fmt(r["rclip_query"]["wall_s"]),
+                    fmt(r["rclip_query"]["cpu_s"]),
+                ],
                 ["bare Python `os.walk` + `os.stat`", fmt(r["walk_stat"]["wall_s"]), fmt(r["walk_stat"]["cpu_s"])],
             ],
         ),
