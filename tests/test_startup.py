@@ -58,11 +58,14 @@ def _cli(home: Path, *args, probe: bool = False, light: bool = False, timeout: f
     return subprocess.run([*start, *map(str, args)], env=_env(home), capture_output=True, text=True, timeout=timeout)
 
 
-def _heavy_modules(result: subprocess.CompletedProcess) -> list[str]:
+def _modules(result: subprocess.CompletedProcess) -> set[str]:
     assert result.returncode == 0, result.stderr
     line = next(li for li in result.stderr.splitlines() if li.startswith("MODULES "))
-    modules = json.loads(line.removeprefix("MODULES "))
-    return [m for m in modules if m.split(".")[0] in HEAVY]
+    return set(json.loads(line.removeprefix("MODULES ")))
+
+
+def _heavy_modules(result: subprocess.CompletedProcess) -> list[str]:
+    return sorted(m for m in _modules(result) if m.split(".")[0] in HEAVY)
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +93,8 @@ def test_commands_without_a_model_import_no_torch(store, args):
         args = ["index", photos]  # an unchanged folder: nothing to embed, no model loaded
     result = _cli(home, *args, probe=True)
     assert _heavy_modules(result) == []
+    # Opening an up-to-date store checks its revision without Alembic; only `db` loads it.
+    assert ("alembic" in _modules(result)) == (args[0] == "db")
     if args[0] == "index":
         assert "0 new" in result.stdout and "13 unchanged" in result.stdout
 
@@ -109,6 +114,7 @@ def test_queries_import_no_torch(store, kind):
     args = [a.format(photo=photo, photos=photos) for a in QUERIES[kind]]
     result = _cli(home, "query", *args, "--json", probe=True)
     assert _heavy_modules(result) == []
+    assert "alembic" not in _modules(result)
     assert json.loads(result.stdout), "no results"
 
 
@@ -204,3 +210,10 @@ def test_the_installed_executable_handles_ctrl_c(store):
     _out, err = proc.communicate(timeout=120)
     said = [li for li in err.splitlines() if li.strip() and not li.startswith("import time:")]
     assert proc.returncode == 130 and said == ["interrupted"], err[-2000:]
+
+
+def test_the_revision_files_name_alembics_head():
+    """The store's open-time check reads the newest revision from the files; Alembic must agree."""
+    from clipsearch.catalog import migrate
+
+    assert migrate.declared_head() == migrate.head_revision()
