@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -164,7 +166,32 @@ def _create(open_clip, name: str, pretrained: str | None, cache_dir: Path | None
         raise
 
 
+def _hub_unreachable(open_clip, parsed: ModelSpec, cache_dir: Path | None) -> str | None:
+    """Why the weights cannot be had, when they are not cached and one quick try cannot reach the hub.
+
+    The hub client would otherwise retry each candidate file for about half a minute before failing.
+    """
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return None  # only the proxy can tell; let the download try
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    repo = (open_clip.get_pretrained_cfg(parsed.arch, parsed.tag).get("hf_hub") or "").strip("/")
+    if not repo or constants.HF_HUB_OFFLINE:
+        return None  # a plain URL, or offline mode: open_clip fails at once by itself
+    names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    if any(isinstance(try_to_load_from_cache(repo, n, cache_dir=cache_dir), str) for n in names):
+        return None  # cached: open_clip falls back to the file when the hub does not answer
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=5).close()
+    except OSError as exc:
+        return f"{url.hostname}: {exc.strerror or exc}"
+    return None
+
+
 def _download_reason(exc: Exception) -> str:
+    if isinstance(exc, ConnectionError):
+        return f"the model hub is not reachable ({exc}) and the weights are not in the cache"
     text = str(exc)
     if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
         return "downloads are switched off (HF_HUB_OFFLINE is set) and the weights are not in the cache"
@@ -209,7 +236,10 @@ def _pretrained(open_clip, parsed: ModelSpec, spec: str, cache_dir: Path | None)
         raise ModelError(
             f"{parsed.arch} has no pretrained tag {parsed.tag!r}; known tags: {', '.join(known) or 'none'}"
         )
+    unreachable = _hub_unreachable(open_clip, parsed, cache_dir)
     try:
+        if unreachable:
+            raise ConnectionError(unreachable)
         return _create(open_clip, parsed.arch, parsed.tag, cache_dir)
     except ModelError:
         raise
