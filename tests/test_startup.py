@@ -217,3 +217,17 @@ def test_the_revision_files_name_alembics_head():
     from clipsearch.catalog import migrate
 
     assert migrate.declared_head() == migrate.head_revision()
+
+
+def test_unreachable_hub_fails_in_one_line(tmp_path, store):
+    """The default model with no hub: one line, no retry warnings (the hub client alone retries for a minute)."""
+    _home, photos = store
+    env = _env(tmp_path / "home") | {"HF_ENDPOINT": "http://127.0.0.1:9", "CLIPSEARCH_MODEL_CACHE": str(tmp_path / "m")}
+    env.pop("HF_HUB_OFFLINE")
+    result = subprocess.run(
+        [sys.executable, "-m", "clipsearch", "index", str(photos)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: could not download or load ViT-B-32-256:datacomp_s34b_b86k: the model hub")
