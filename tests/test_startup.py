@@ -64,6 +64,11 @@ def _modules(result: subprocess.CompletedProcess) -> set[str]:
     return set(json.loads(line.removeprefix("MODULES ")))
 
 
+def _results(stdout: str) -> list:
+    """The hits of `query --json` (an object with "results")."""
+    return json.loads(stdout)["results"]
+
+
 def _heavy_modules(result: subprocess.CompletedProcess) -> list[str]:
     return sorted(m for m in _modules(result) if m.split(".")[0] in HEAVY)
 
@@ -115,7 +120,7 @@ def test_queries_import_no_torch(store, kind):
     result = _cli(home, "query", *args, "--json", probe=True)
     assert _heavy_modules(result) == []
     assert "alembic" not in _modules(result)
-    assert json.loads(result.stdout), "no results"
+    assert _results(result.stdout), "no results"
 
 
 def test_light_install_indexes_and_queries(tmp_path, store):
@@ -127,7 +132,7 @@ def test_light_install_indexes_and_queries(tmp_path, store):
     assert json.loads(indexed.stdout)["new"] == 13
     found = _cli(home, "query", "a red circle", "--json", light=True)
     assert found.returncode == 0, found.stderr
-    assert len(json.loads(found.stdout)) == 10
+    assert len(_results(found.stdout)) == 10
     torch_asked = _cli(home, "query", "a red circle", "--runtime", "torch", light=True)
     assert torch_asked.returncode == 1
     said = [li for li in torch_asked.stderr.splitlines() if not li.startswith("MODULES ")]
