@@ -51,8 +51,6 @@ def query_command(
     ),
 ) -> None:
     """Find the images that best match TEXT, --image and --plus terms, and least match --minus terms."""
-    from clipsearch.search import QueryTerm, SearchRequest, SearchService, load_query_image, parse_query
-
     settings = ctx.obj.settings
     # A running server answers with its own model; terms that may name image files are read here.
     if not (no_server or model or runtime or device != "auto" or may_name_files(text, *plus, *minus)):
@@ -128,9 +126,6 @@ def _image_term_reader(max_megapixels: float):
 
     A plain word is text even if a file of that name happens to be in the working folder.
     """
-    from clipsearch.imaging import IMAGE_EXTENSIONS
-    from clipsearch.search import QueryTerm, load_query_image
-
     from clipsearch.imaging import IMAGE_EXTENSIONS
     from clipsearch.search import QueryTerm, load_query_image
 
