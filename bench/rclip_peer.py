@@ -373,7 +373,7 @@ def per_photo(rclip: Path, kind: str, n: int, reps: int) -> dict:
 def section(res: dict, quick: bool) -> str:
     q, r = res["cold_query"], res["reindex"]
     lines = [
-        "## Reference peer: rclip 4.0.8",
+        "## 10. Reference peer: rclip 4.0.8",
         "",
         f"Machine: {machine_line(res['machine'])}.",
         "",
