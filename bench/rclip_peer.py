@@ -394,7 +394,8 @@ def section(res: dict, quick: bool) -> str:
         ),
         "",
         f"clipsearch / import torch: **{fmt(q['vs_import_torch'])}** (target <= 0.5); clipsearch / rclip: "
-        f"**{fmt(q['vs_rclip'])}** (target <= 1).",
+        f"**{fmt(q['vs_rclip'])}** (target <= 1); in CPU-seconds "
+        f"{fmt(q['clipsearch']['cpu_s'] / q['import_torch']['cpu_s'])} and {fmt(q['clipsearch']['cpu_s'] / q['rclip']['cpu_s'])}.",
         "",
         f"### Re-index of an unchanged {r['n']:,}-file folder",
         "",
@@ -417,7 +418,10 @@ def section(res: dict, quick: bool) -> str:
         ),
         "",
         f"clipsearch / walk: **{fmt(r['vs_walk'])}** (target <= 1.5); clipsearch / rclip's index pass: "
-        f"**{fmt(r['vs_rclip_index'])}**; clipsearch / `rclip QUERY`: **{fmt(r['vs_rclip_query'])}** (target <= 1).",
+        f"**{fmt(r['vs_rclip_index'])}**; clipsearch / `rclip QUERY`: **{fmt(r['vs_rclip_query'])}** (target <= 1); in "
+        f"CPU-seconds {fmt(r['clipsearch']['cpu_s'] / r['walk_stat']['cpu_s'])}, "
+        f"{fmt(r['clipsearch']['cpu_s'] / r['rclip_index']['cpu_s'])} and {fmt(r['clipsearch']['cpu_s'] / r['rclip_query']['cpu_s'])}. "
+        "rclip has no index-only command (it always runs a query): both rclip rows are shown.",
         "",
         "### CPU-seconds per indexed photo (first index, fresh store)",
         "",
