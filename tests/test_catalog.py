@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from clipsearch.catalog import Catalog, ImageRecord, Move, migrate
-from clipsearch.catalog.engine import make_engine
+from clipsearch.catalog.engine import make_engine, safe_url
 from clipsearch.catalog.migrate import current_revision, head_revision
 from clipsearch.catalog.schema import Base
 from clipsearch.errors import ModelMismatchError, StoreError
@@ -95,6 +95,43 @@ def test_unopenable_catalog_is_a_store_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot open the catalog"):
         Catalog.open(f"sqlite:///{blocker / 'sub' / 'catalog.db'}")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # No password: shown exactly as given (an '@' in a SQLite path is part of the path).
+        ("sqlite:////photos/me@home/catalog.db", "sqlite:////photos/me@home/catalog.db"),
+        ("sqlite:///relative/cat.db", "sqlite:///relative/cat.db"),
+        ("postgresql+psycopg://alice@db.example:5432/photos", "postgresql+psycopg://alice@db.example:5432/photos"),
+        ("postgresql+psycopg://db.example/photos", "postgresql+psycopg://db.example/photos"),
+        # A password: hidden, and nothing else changes.
+        (
+            "postgresql+psycopg://alice:hunter2@db.example:5432/photos",
+            "postgresql+psycopg://alice:***@db.example:5432/photos",
+        ),
+        (
+            "postgresql+psycopg://alice:hunter2@db.example/photos?sslmode=require",
+            "postgresql+psycopg://alice:***@db.example/photos?sslmode=require",
+        ),
+        # '@' in a password, escaped as URLs require, or typed raw: no part of it shows.
+        ("postgresql+psycopg://alice:p%40ss@db.example/photos", "postgresql+psycopg://alice:***@db.example/photos"),
+        ("postgresql+psycopg://alice:p@ss@db.example/photos", "postgresql+psycopg://alice:***@db.example/photos"),
+        ("postgresql+psycopg://:hunter2@db.example/photos", "postgresql+psycopg://:***@db.example/photos"),
+    ],
+)
+def test_safe_url_hides_the_password_and_nothing_else(url, shown):
+    assert safe_url(url) == shown
+
+
+def test_a_catalog_that_cannot_be_reached_is_named_without_its_password(home):
+    from conftest import run_cli
+
+    url = "postgresql+psycopg://alice:hunter2@127.0.0.1:1/photos"  # nothing listens on port 1
+    result = run_cli("status", env={"DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert "cannot open the catalog at postgresql+psycopg://alice:***@127.0.0.1:1/photos" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
 
 
 def test_vectors_round_trip_as_float16(catalog):

@@ -14,16 +14,18 @@ _EXAMPLE = "postgresql+psycopg://user:password@host:5432/dbname or sqlite:////pa
 
 
 def safe_url(url: str) -> str:
-    """A database URL with any password hidden, for messages.
-
-    Everything up to the last `@` is credentials: a password with an unescaped `@` stays hidden too.
-    """
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """A database URL with any password hidden, for messages (a URL without one is shown as given)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        return "(a database URL that cannot be parsed; check DATABASE_URL)"  # it may hold a password
+    if parsed.password is None:
+        return url  # re-rendering would percent-encode a SQLite path's '@' or ':'
+    if parsed.host and "@" in parsed.host:
+        # A raw '@' inside the password: the parser split at the first one, so the host
+        # holds the password's tail. Everything up to the last '@' is credentials.
+        parsed = parsed.set(host=parsed.host.rsplit("@", 1)[1])
+    return parsed.render_as_string(hide_password=True)
 
 
 def check_url(url: str) -> None:
