@@ -11,11 +11,11 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
+from clipsearch.atomic import write_atomically
 from clipsearch.errors import StoreError
 from clipsearch.imaging import content_hash, load_rgb
 from clipsearch.settings import Settings
@@ -115,7 +115,7 @@ class Thumbnails:
         marks.update((folder, stamp) for folder in folders)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.root / COVERED_NAME, json.dumps(marks).encode())
+            write_atomically(self.root / COVERED_NAME, json.dumps(marks).encode(), durable=False)
         except OSError:
             pass  # only an optimisation: the next run lists the cache instead
 
@@ -141,7 +141,7 @@ class Thumbnails:
         path = self.path_for(digest)
         self._check_reserve()
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, encode_thumbnail(rgb, self.side))
+        write_atomically(path, encode_thumbnail(rgb, self.side), durable=False)
         return path
 
     def get(self, digest: str | None, original: str | Path) -> bytes:
@@ -167,18 +167,6 @@ class Thumbnails:
         except OSError:
             # The cache is an optimisation; a read-only home still gets its preview.
             return encode_thumbnail(rgb, self.side)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write through a hidden temp file and a rename: readers see the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_original(path: str | Path) -> bytes:

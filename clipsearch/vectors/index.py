@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import glob
 import json
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +12,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from clipsearch.atomic import remove_stale_temps, replacing
 from clipsearch.faults import point
 from clipsearch.vectors.policy import Layout, default_nprobe
 
@@ -145,21 +142,12 @@ class VectorIndex:
         self.header.body_bytes = int(blob.size)
         self.header.body_checksum = body_checksum(blob)
         header = json.dumps(asdict(self.header)).encode()
-        _remove_stale_temps(path)  # before writing: a killed save's leftover is as large as this one
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            # Held until the rename: tells other processes this temp file is a save in progress.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
-                fh.write(blob.tobytes())
-                fh.flush()
-                os.fsync(fh.fileno())
-                point("index-temp-written")
-                os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        remove_stale_temps(path)  # before writing: a killed save's leftover is as large as this one
+        with replacing(path) as fh:
+            fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
+            fh.write(blob.tobytes())
+            fh.flush()
+            point("index-temp-written")
         point("index-saved")
 
     @staticmethod
@@ -191,24 +179,6 @@ class VectorIndex:
         if index.d != header.dim:
             raise IndexFileError("index file has an unsupported format")
         return cls(index, header)
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Delete temp files a killed save left behind (as large as the index itself).
-
-    A save holds a lock on its temp file until the rename; one whose lock is free belongs to a
-    process that died (the system drops a dead process's locks), so it goes at once.
-    """
-    for tmp in path.parent.glob(f"{glob.escape(path.name)}*.tmp"):
-        with contextlib.suppress(OSError):  # gone already, or not ours to delete
-            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # another process's save in progress
-            finally:
-                os.close(fd)
-            tmp.unlink()
 
 
 def _header_length(head: bytes, file_size: int) -> int:
