@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipsearch.catalog import FileState, ImageRecord, Move
+from clipsearch.catalog import FileState, FileStatus, ImageRecord, Move
 from clipsearch.catalog.writes import IndexWrites
 from clipsearch.faults import point
 from clipsearch.indexer.decode import Decoded
@@ -68,7 +68,7 @@ class BatchWriter:
                 f.size,
                 f.mtime_ns,
                 item.content_hash,
-                status="ok",
+                status=FileStatus.OK,
                 width=info.width,
                 height=info.height,
                 taken_at=info.taken_at,

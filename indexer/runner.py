@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipsearch.catalog import Catalog, FileState, ImageRecord, Move
+from clipsearch.catalog import Catalog, FileState, FileStatus, ImageRecord, Move
 from clipsearch.catalog.writes import IndexWrites
 from clipsearch.faults import point
 from clipsearch.indexer.batch import BatchWriter
@@ -78,13 +78,16 @@ def plan_files(
             unchanged = state.size == found.size and state.mtime_ns == found.mtime_ns and found.error is None
             # Stores indexed before thumbnails existed gain them on their next run.
             lacks_thumb = (
-                check_thumbs and state.status == "ok" and state.content_hash and state.content_hash not in have_thumbs
+                check_thumbs
+                and state.status == FileStatus.OK
+                and state.content_hash
+                and state.content_hash not in have_thumbs
             )
             if unchanged and not lacks_thumb:
                 summary.unchanged += 1
                 continue
             existing[found.path] = state
-        expected = state.content_hash if state is not None and state.status == "ok" else None
+        expected = state.content_hash if state is not None and state.status == FileStatus.OK else None
         jobs.append(DecodeJob(found, expected, allow_move=state is None))
     # Rows under folders we could not list are kept: unreadable is not deleted.
     kept = [printable_path(folder) + os.sep for folder in unreadable]
@@ -108,7 +111,7 @@ class Router:
         self.summary = summary
         self.by_hash: dict[str, list[FileState]] = {}
         for state in plan.missing.values():
-            if state.status == "ok" and state.content_hash:
+            if state.status == FileStatus.OK and state.content_hash:
                 self.by_hash.setdefault(state.content_hash, []).append(state)
 
     @property
@@ -143,7 +146,14 @@ class Router:
 def _failed_record(result: Failed) -> ImageRecord:
     f = result.file
     return ImageRecord(
-        f.path, f.root, f.size, f.mtime_ns, result.content_hash, status="failed", error=result.reason, path_bytes=f.raw
+        f.path,
+        f.root,
+        f.size,
+        f.mtime_ns,
+        result.content_hash,
+        status=FileStatus.FAILED,
+        error=result.reason,
+        path_bytes=f.raw,
     )
 
 

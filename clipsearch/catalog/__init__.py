@@ -4,10 +4,11 @@ from clipsearch.catalog.catalog import Catalog
 from clipsearch.catalog.records import (
     CatalogStats,
     FileState,
+    FileStatus,
     ImageMeta,
     ImageRecord,
     Move,
     StoreModel,
 )
 
-__all__ = ["Catalog", "CatalogStats", "FileState", "ImageMeta", "ImageRecord", "Move", "StoreModel"]
+__all__ = ["Catalog", "CatalogStats", "FileState", "FileStatus", "ImageMeta", "ImageRecord", "Move", "StoreModel"]

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from clipsearch.catalog.records import CatalogStats, StoreModel
+from clipsearch.catalog.records import CatalogStats, FileStatus, StoreModel
 from clipsearch.catalog.schema import ImageRow, StoreMeta
 from clipsearch.errors import ModelMismatchError, StoreError
 
@@ -62,13 +62,17 @@ class StoreFacts:
     def stats(self) -> CatalogStats:
         with Session(self.engine) as s:
             counts = dict(s.execute(select(ImageRow.status, func.count()).group_by(ImageRow.status)).all())
-        return CatalogStats(images=counts.get("ok", 0), failed=counts.get("failed", 0), seq=self.current_seq())
+        return CatalogStats(
+            images=counts.get(FileStatus.OK.value, 0),
+            failed=counts.get(FileStatus.FAILED.value, 0),
+            seq=self.current_seq(),
+        )
 
     def failures(self, limit: int = 1000) -> list[tuple[str, str]]:
         """(path, reason) of failed files, by path."""
         stmt = (
             select(ImageRow.path, ImageRow.error)
-            .where(ImageRow.status == "failed")
+            .where(ImageRow.status == FileStatus.FAILED.value)
             .order_by(ImageRow.path)
             .limit(limit)
         )

@@ -5,9 +5,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import NamedTuple
 
 import numpy as np
+
+
+class FileStatus(str, Enum):
+    """What became of a file in the catalog: embedded, or recorded with the reason it failed.
+
+    Stored as its value; a str, so rows read back as plain text compare equal to it.
+    """
+
+    OK = "ok"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class FileState(NamedTuple):
@@ -21,7 +35,7 @@ class FileState(NamedTuple):
     size: int
     mtime_ns: int
     content_hash: str | None
-    status: str
+    status: str  # a FileStatus value, as the database returns it
 
 
 @dataclass(frozen=True)
@@ -33,7 +47,7 @@ class ImageRecord:
     size: int
     mtime_ns: int
     content_hash: str | None
-    status: str  # ok | failed
+    status: FileStatus
     error: str | None = None
     width: int | None = None
     height: int | None = None

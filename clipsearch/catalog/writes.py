@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from clipsearch.catalog.codec import encode_vector
 from clipsearch.catalog.driver import plain_rows
 from clipsearch.catalog.facts import SEQ_KEY
-from clipsearch.catalog.records import FileState, ImageRecord, Move
+from clipsearch.catalog.records import FileState, FileStatus, ImageRecord, Move
 from clipsearch.catalog.schema import ImageRow, StoreMeta, Tombstone
 from clipsearch.catalog.sql import chunks, path_under
 
@@ -112,7 +112,7 @@ def _row_values(rec: ImageRecord, now: datetime) -> dict[str, Any]:
         "size": rec.size,
         "mtime_ns": rec.mtime_ns,
         "content_hash": rec.content_hash,
-        "status": rec.status,
+        "status": FileStatus(rec.status).value,
         "error": rec.error,
         "width": rec.width,
         "height": rec.height,
