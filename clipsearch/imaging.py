@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,15 +142,16 @@ def open_image(data: bytes, max_megapixels: float) -> tuple[Image.Image, ImageIn
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageDecodeError("not a recognised image format") from None
+        # Pillow's own decompression-bomb guard stays as the process has it (it warns past
+        # Image.MAX_IMAGE_PIXELS, refuses past twice that): library code changes neither the
+        # limit nor the warning filters, which are process-wide and not thread-safe.
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not a recognised image format") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"too large: {exc}") from None
+        raise ImageDecodeError(_over_pillow_limit(max_megapixels)) from exc
     except Exception as exc:
-        raise ImageDecodeError(f"cannot read image header: {exc}") from None
+        raise ImageDecodeError(f"cannot read image header: {exc}") from exc
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"invalid dimensions {width}x{height}")
@@ -167,9 +167,16 @@ def open_image(data: bytes, max_megapixels: float) -> tuple[Image.Image, ImageIn
     return img, ImageInfo(width=width, height=height, taken_at=taken, camera=camera, orientation=orientation)
 
 
+def _over_pillow_limit(max_megapixels: float) -> str:
+    pillow_mp = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+    if pillow_mp >= max_megapixels:
+        return f"too large: over the {max_megapixels:g} MP limit; raise CLIPSEARCH_MAX_MEGAPIXELS to index it"
+    # The caller allows more than this process lets Pillow decode (see Image.MAX_IMAGE_PIXELS).
+    return f"too large: over {pillow_mp:g} megapixels, Pillow's decompression-bomb limit in this program"
+
+
 def _decode_rgb(img: Image.Image, min_side: int | None) -> Image.Image:
     """Decode pixels (optionally at reduced JPEG scale), apply EXIF orientation, convert to RGB."""
-    Image.MAX_IMAGE_PIXELS = None  # our own megapixel limit was checked on the header
     try:
         if min_side and img.format == "JPEG":
             # draft() keeps both sides >= the request, so the short side stays >= min_side.
@@ -185,7 +192,7 @@ def _decode_rgb(img: Image.Image, min_side: int | None) -> Image.Image:
     except ImageDecodeError:
         raise
     except Exception as exc:
-        raise ImageDecodeError(f"cannot decode image data ({type(exc).__name__}: {exc})") from None
+        raise ImageDecodeError(f"cannot decode image data ({type(exc).__name__}: {exc})") from exc
 
 
 def resize_for_model(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:

@@ -39,10 +39,10 @@ def write_lock(path: Path, wait: bool = False):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
+        except BlockingIOError as exc:
             holder = os.pread(fd, 32, 0).decode(errors="ignore").strip()
             who = f"pid {holder}" if holder else "another process"
-            raise StoreLockedError(_BUSY.format(who=who, what="this store")) from None
+            raise StoreLockedError(_BUSY.format(who=who, what="this store")) from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield

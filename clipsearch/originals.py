@@ -68,12 +68,12 @@ def open_original(original: Original) -> tuple[BinaryIO, os.stat_result]:
     _check_folders(original)
     try:
         link = os.lstat(path)
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise OriginalMissingError(
             f"{path} is no longer on disk; run `clipsearch index` on its folder to update the catalog"
-        ) from None
+        ) from exc
     except OSError as exc:
-        raise OriginalMissingError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise OriginalMissingError(f"cannot read {path}: {exc.strerror or exc}") from exc
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a FIFO put there must not hang the reader
     if stat.S_ISLNK(link.st_mode):
         if not _older_than_row(link, original):
@@ -83,7 +83,7 @@ def open_original(original: Original) -> tuple[BinaryIO, os.stat_result]:
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise OriginalChangedError(f"{path} changed while being opened ({exc.strerror or exc}); not served") from None
+        raise OriginalChangedError(f"{path} changed while being opened ({exc.strerror or exc}); not served") from exc
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_size != original.size or st.st_mtime_ns != original.mtime_ns:
         os.close(fd)
@@ -117,8 +117,8 @@ def _check_folders(original: Original) -> None:
         folder = os.path.join(folder, part)
         try:
             st = os.lstat(folder)
-        except OSError:
-            raise OriginalMissingError(f"{original.path} is no longer on disk (its folder {folder} is gone)") from None
+        except OSError as exc:
+            raise OriginalMissingError(f"{original.path} is no longer on disk (its folder {folder} is gone)") from exc
         if not stat.S_ISDIR(st.st_mode):
             raise OriginalChangedError(
                 f"{original.path}: its folder {folder} was replaced by a link after indexing; not served"

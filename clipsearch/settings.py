@@ -3,22 +3,47 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import platformdirs
 
+from clipsearch.errors import ConfigError
+
 DEFAULT_MODEL = "ViT-B-32-256:datacomp_s34b_b86k"
+DEVICES = "auto, cpu, cuda or cuda:N"
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+_N = TypeVar("_N", int, float)
 
 
 def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to one, like {default}, or unset it") from exc
+    return _not_negative(name, raw, value, default)
 
 
 def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to one, like {default:g}, or unset it") from exc
+    return _not_negative(name, raw, value, default)
+
+
+def _not_negative(name: str, raw: str, value: _N, default: _N) -> _N:
+    if not value >= 0:  # also refuses nan
+        raise ConfigError(f"{name}={raw!r} must be 0 or more; set it to a number like {default:g}, or unset it")
+    return value
 
 
 def _env_flag(name: str) -> bool:
@@ -72,3 +97,11 @@ class Settings:
     @property
     def lock_path(self) -> Path:
         return self.home / "index.lock"
+
+
+def check_device(device: str) -> str:
+    """A --device value, checked by its spelling alone (the query path never imports torch)."""
+    value = device.strip().lower()
+    if not _DEVICE.fullmatch(value):
+        raise ConfigError(f"--device {device!r} is not a device; use {DEVICES}")
+    return value

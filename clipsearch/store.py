@@ -9,7 +9,7 @@ from clipsearch.catalog.engine import safe_url
 from clipsearch.catalog.facts import check_model
 from clipsearch.errors import EmptyStoreError, StoreError
 from clipsearch.models import Encoder, load_encoder, model_id_for
-from clipsearch.settings import DEFAULT_MODEL, Settings
+from clipsearch.settings import DEFAULT_MODEL, Settings, check_device
 from clipsearch.vectors import VectorIndex, open_index
 from clipsearch.vectors.sync import index_file_current
 
@@ -46,6 +46,7 @@ class Store:
     def load_encoder(self, requested: str | None, device: str = "auto", purpose: str = "query") -> Encoder:
         """The model on the settings' runtime; `purpose` "index" lets auto pick torch on a CUDA GPU."""
         spec = self.resolve_model(requested)
+        device = check_device(device)
         return load_encoder(
             spec, device=device, cache_dir=self.settings.model_cache, runtime=self.settings.runtime, purpose=purpose
         )

@@ -173,11 +173,11 @@ def read_original(path: str | Path) -> bytes:
     """An indexed file's bytes, with readable errors for the ways it can have gone away."""
     try:
         return Path(path).read_bytes()
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise StoreError(
             f"{path} is no longer on disk; run `clipsearch index` on its folder to update the catalog"
-        ) from None
-    except IsADirectoryError:
-        raise StoreError(f"{path} is now a folder, not an image; re-run `clipsearch index`") from None
+        ) from exc
+    except IsADirectoryError as exc:
+        raise StoreError(f"{path} is now a folder, not an image; re-run `clipsearch index`") from exc
     except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc

@@ -105,8 +105,8 @@ def read_file(path: str | bytes) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # opening a socket
-            raise _Unreadable("not a regular file: it is a socket; only regular files are indexed") from None
-        raise _Unreadable(f"cannot read: {exc.strerror or exc}") from None
+            raise _Unreadable("not a regular file: it is a socket; only regular files are indexed") from exc
+        raise _Unreadable(f"cannot read: {exc.strerror or exc}") from exc
     with open(fd, "rb", buffering=0) as fh:
         st = os.fstat(fd)
         reason = not_regular_reason(st.st_mode)
@@ -119,7 +119,7 @@ def read_file(path: str | bytes) -> bytes:
         try:
             return _read_capped(fh, st.st_size)
         except OSError as exc:
-            raise _Unreadable(f"cannot read: {exc.strerror or exc}") from None
+            raise _Unreadable(f"cannot read: {exc.strerror or exc}") from exc
 
 
 def _read_capped(fh, expected: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -240,3 +241,34 @@ def test_cli_indexes_every_format(tmp_path, home):
     summary = index_json(folder)
     assert summary["failed"] == 0 and summary["new"] == len(list(folder.iterdir()))
     assert run_cli("status", "--json").exit_code == 0
+
+
+# -- Pillow's decompression-bomb guard belongs to the process, not to clipsearch --------------
+
+
+def test_decoding_leaves_pillows_guard_and_the_warning_filters_alone(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # a 64x48 image (3072 px) is over it
+    filters = list(warnings.filters)
+    data = encode(Image.fromarray(quadrants()))
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's warning reaches the caller
+        rgb, _info = load_rgb(data, max_megapixels=1)
+    assert rgb.size == (64, 48)
+    assert Image.MAX_IMAGE_PIXELS == 2000, "library code must not switch off Pillow's guard"
+    assert warnings.filters == filters
+
+
+def test_over_pillows_limit_is_an_actionable_error(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # refuses over 2000 px
+    data = encode(Image.fromarray(quadrants()))
+    with pytest.raises(ImageDecodeError, match="over the 0.001 MP limit; raise CLIPSEARCH_MAX_MEGAPIXELS"):
+        open_image(data, max_megapixels=0.001)
+    with pytest.raises(ImageDecodeError, match="over 0.002 megapixels, Pillow's decompression-bomb limit"):
+        open_image(data, max_megapixels=1)
+
+
+def test_an_index_run_lifts_pillows_guard_to_the_store_limit(tmp_path, home, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # below every test photo
+    make_photos(tmp_path / "photos", 3)
+    summary = index_json(tmp_path / "photos", env={"CLIPSEARCH_MAX_MEGAPIXELS": "0.01"})
+    assert (summary["new"], summary["failed"]) == (3, 0)
+    assert Image.MAX_IMAGE_PIXELS == 5000  # half the limit: Pillow refuses past twice its setting

@@ -86,7 +86,7 @@ def build_request(inp: PageInput, offset: int, k: int, max_megapixels: float) ->
         try:
             image = load_rgb(inp.upload.data, max_megapixels)[0]
         except ImageDecodeError as exc:
-            raise QueryError(f"the uploaded file {inp.upload.name} cannot be used as an example: {exc}") from None
+            raise QueryError(f"the uploaded file {inp.upload.name} cannot be used as an example: {exc}") from exc
     return SearchRequest(
         text=inp.text if inp.text.strip() else None,  # kept beside an example: a combined query
         image=image,

@@ -10,7 +10,7 @@ import click
 import typer
 
 from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, serve_cmd, status_cmd, train_cmd, ui_cmd
-from clipsearch.cli.common import CliContext, interrupt_reported, interrupted
+from clipsearch.cli.common import CliContext, interrupt_reported, interrupted, translated_errors
 from clipsearch.settings import Settings
 
 app = typer.Typer(
@@ -30,7 +30,8 @@ def _global_options(
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
-    ctx.obj = CliContext(settings=Settings.from_env(home), debug=debug)
+    with translated_errors(debug):  # a bad environment variable is a one-line error too
+        ctx.obj = CliContext(settings=Settings.from_env(home), debug=debug)
 
 
 # Command modules import their heavy dependencies inside the command functions, so

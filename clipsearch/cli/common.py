@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import click
@@ -84,19 +86,26 @@ def cli_command(fn):
     @functools.wraps(fn)
     def wrapper(ctx: typer.Context, *args, **kwargs):
         quiet_libraries(ctx.obj.debug)
-        try:
+        with translated_errors(ctx.obj.debug):
             return fn(ctx, *args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
-            raise
-        except KeyboardInterrupt:
-            raise typer.Exit(interrupted()) from None
-        except Exception as exc:
-            if ctx.obj.debug:
-                raise
-            err(f"error: {_message(exc)}")
-            raise typer.Exit(1) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def translated_errors(debug: bool) -> Iterator[None]:
+    """Errors as one line and exit code 1; with --debug the whole traceback, causes included."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        raise
+    except KeyboardInterrupt:
+        raise typer.Exit(interrupted()) from None
+    except Exception as exc:
+        if debug:
+            raise
+        err(f"error: {_message(exc)}")
+        raise typer.Exit(1) from None
 
 
 def open_store(ctx: typer.Context, settings: Settings | None = None):
@@ -123,3 +132,17 @@ def warn_if_random(encoder) -> None:
             f"warning: {encoder.model_id} has random weights; rankings are meaningless "
             "(use it for tests and benchmarks only)"
         )
+
+
+def allow_pixels(max_megapixels: float) -> None:
+    """Let Pillow decode images up to the store's megapixel limit in this process.
+
+    Pillow refuses images over twice Image.MAX_IMAGE_PIXELS (its decompression-bomb guard, a
+    process-wide setting, so only entry points change it): an index run told to accept larger
+    images (CLIPSEARCH_MAX_MEGAPIXELS) lifts the guard to that limit, never beyond it.
+    """
+    from PIL import Image
+
+    wanted = int(max_megapixels * 1e6 / 2)
+    if Image.MAX_IMAGE_PIXELS is not None and wanted > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = wanted

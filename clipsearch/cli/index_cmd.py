@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from clipsearch.cli.common import cli_command, err, interrupted, open_store, warn_if_random, with_runtime
+from clipsearch.cli.common import allow_pixels, cli_command, err, interrupted, open_store, warn_if_random, with_runtime
 from clipsearch.errors import ConfigError
+from clipsearch.settings import check_device
 
 
 @cli_command
@@ -31,7 +32,7 @@ def index_command(
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", min=1, help="Images per model batch (default 256 on GPU, 32 on CPU)."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     runtime: Optional[str] = typer.Option(
         None,
         "--runtime",
@@ -72,6 +73,8 @@ def index_command(
     from clipsearch.lock import index_lock
 
     settings = ctx.obj.settings
+    device = check_device(device)
+    allow_pixels(settings.max_megapixels)
     _check_engine(engine, address, gpus_per_worker, cpus_per_decoder)
     # A missing path fails here, before any model loads or a fresh store is bound to one.
     keys = _source_keys(engine, paths)

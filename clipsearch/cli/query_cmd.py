@@ -13,6 +13,7 @@ import typer
 
 from clipsearch.cli.common import cli_command, err, open_store, warn_if_random, with_runtime
 from clipsearch.errors import QueryError
+from clipsearch.settings import check_device
 
 # A path separator, a home folder or a file extension anywhere in a term (see may_name_files).
 _PATH_LIKE = re.compile(r"[/\\~]|\.[A-Za-z0-9]{2,5}\b")
@@ -39,7 +40,7 @@ def query_command(
     after: Optional[datetime] = typer.Option(None, "--after", help="Only photos taken on/after this date (EXIF)."),
     before: Optional[datetime] = typer.Option(None, "--before", help="Only photos taken on/before this date (EXIF)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; default: the store's model."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     runtime: Optional[str] = typer.Option(
         None,
         "--runtime",
@@ -52,6 +53,7 @@ def query_command(
 ) -> None:
     """Find the images that best match TEXT, --image and --plus terms, and least match --minus terms."""
     settings = ctx.obj.settings
+    device = check_device(device)
     # A running server answers with its own model; terms that may name image files are read here.
     if not (no_server or model or runtime or device != "auto" or may_name_files(text, *plus, *minus)):
         fields = dict(

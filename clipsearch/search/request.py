@@ -119,11 +119,11 @@ class SearchResult:
 def load_query_image(path: Path, max_megapixels: float, what: str = "--image") -> Image.Image:
     try:
         data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise QueryError(f"{what} {path}: no such file") from None
+    except FileNotFoundError as exc:
+        raise QueryError(f"{what} {path}: no such file") from exc
     except OSError as exc:
-        raise QueryError(f"{what} {path}: cannot read it ({exc.strerror})") from None
+        raise QueryError(f"{what} {path}: cannot read it ({exc.strerror})") from exc
     try:
         return load_rgb(data, max_megapixels)[0]
     except ImageDecodeError as exc:
-        raise QueryError(f"{what} {path}: {exc}") from None
+        raise QueryError(f"{what} {path}: {exc}") from exc

@@ -158,15 +158,15 @@ class VectorIndex:
                 size = os.fstat(fh.fileno()).st_size
                 hlen = _header_length(fh.read(16), size)
                 return _parse_header(fh.read(hlen), hlen, size)
-        except FileNotFoundError:
-            raise IndexFileError("no index file yet") from None
+        except FileNotFoundError as exc:
+            raise IndexFileError("no index file yet") from exc
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:
         try:
             data = Path(path).read_bytes()  # header and body from one read: a concurrent save renames, never mixes
-        except FileNotFoundError:
-            raise IndexFileError("no index file yet") from None
+        except FileNotFoundError as exc:
+            raise IndexFileError("no index file yet") from exc
         hlen = _header_length(data[:16], len(data))
         header = _parse_header(data[16 : 16 + hlen], hlen, len(data))
         body = np.frombuffer(data, dtype=np.uint8, offset=16 + hlen)
@@ -175,7 +175,7 @@ class VectorIndex:
         try:
             index = faiss.deserialize_index(body)
         except Exception as exc:
-            raise IndexFileError(f"index file is damaged ({exc})") from None
+            raise IndexFileError(f"index file is damaged ({exc})") from exc
         if index.d != header.dim:
             raise IndexFileError("index file has an unsupported format")
         return cls(index, header)
@@ -194,7 +194,7 @@ def _parse_header(raw: bytes, hlen: int, file_size: int) -> IndexHeader:
     try:
         header = IndexHeader(**json.loads(raw))
     except Exception as exc:
-        raise IndexFileError(f"index file is damaged ({exc})") from None
+        raise IndexFileError(f"index file is damaged ({exc})") from exc
     if header.version < FORMAT_VERSION:
         raise IndexFileError("index file is from an older version (without a checksum)")
     if header.version != FORMAT_VERSION:
