@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from sqlalchemy import select
 
-from clipsearch.catalog import Catalog
+from clipsearch.catalog import Catalog, FileStatus
 from clipsearch.catalog.schema import ImageRow
 from clipsearch.errors import OriginalChangedError, OriginalMissingError
 
@@ -53,7 +53,7 @@ def lookup(catalog: Catalog, image_id: int) -> Original | None:
         ImageRow.content_hash,
         ImageRow.indexed_at,
     )
-    stmt = select(*cols).where(ImageRow.id == int(image_id), ImageRow.status == "ok")
+    stmt = select(*cols).where(ImageRow.id == int(image_id), ImageRow.status == FileStatus.OK.value)
     with catalog.engine.connect() as conn:
         row = conn.execute(stmt).first()
     return Original(*row) if row else None
