@@ -50,6 +50,19 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+# The environment variable behind each setting read from it (README, "Configuration").
+ENVIRONMENT = {
+    "home": "CLIPSEARCH_HOME",
+    "database_url": "DATABASE_URL",
+    "flat_max": "CLIPSEARCH_FLAT_MAX",
+    "max_megapixels": "CLIPSEARCH_MAX_MEGAPIXELS",
+    "disk_reserve_mb": "CLIPSEARCH_DISK_RESERVE_MB",
+    "text_int8": "CLIPSEARCH_TEXT_INT8",
+    "runtime": "CLIPSEARCH_RUNTIME",
+}
+MODEL_CACHE_ENV = "CLIPSEARCH_MODEL_CACHE"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -68,15 +81,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, home: str | Path | None = None) -> Settings:
-        home_value = home or os.environ.get("CLIPSEARCH_HOME") or platformdirs.user_data_dir("clipsearch")
+        env = ENVIRONMENT
+        home_value = home or os.environ.get(env["home"]) or platformdirs.user_data_dir("clipsearch")
         return cls(
             home=Path(home_value).expanduser().resolve(),
-            database_url=os.environ.get("DATABASE_URL") or None,
-            flat_max=_env_int("CLIPSEARCH_FLAT_MAX", cls.flat_max),
-            max_megapixels=_env_float("CLIPSEARCH_MAX_MEGAPIXELS", cls.max_megapixels),
-            disk_reserve_mb=_env_int("CLIPSEARCH_DISK_RESERVE_MB", cls.disk_reserve_mb),
-            text_int8=_env_flag("CLIPSEARCH_TEXT_INT8"),
-            runtime=os.environ.get("CLIPSEARCH_RUNTIME", "").strip().lower() or cls.runtime,
+            database_url=os.environ.get(env["database_url"]) or None,
+            flat_max=_env_int(env["flat_max"], cls.flat_max),
+            max_megapixels=_env_float(env["max_megapixels"], cls.max_megapixels),
+            disk_reserve_mb=_env_int(env["disk_reserve_mb"], cls.disk_reserve_mb),
+            text_int8=_env_flag(env["text_int8"]),
+            runtime=os.environ.get(env["runtime"], "").strip().lower() or cls.runtime,
         )
 
     def with_(self, **changes) -> Settings:
@@ -92,7 +106,7 @@ class Settings:
 
     @property
     def model_cache(self) -> Path:
-        return Path(os.environ.get("CLIPSEARCH_MODEL_CACHE") or self.home / "models")
+        return Path(os.environ.get(MODEL_CACHE_ENV) or self.home / "models")
 
     @property
     def lock_path(self) -> Path:

@@ -195,12 +195,13 @@ def catalog_url(home: Path) -> str:
 
 def _select(home: Path, sql: str) -> list[dict]:
     # Plain SQL through a bare engine, not through clipsearch's catalog code.
-    engine = sqlalchemy.create_engine(catalog_url(home))
+    url = catalog_url(home)
+    if url.startswith("sqlite:///") and not Path(url.split("///", 1)[1]).exists():
+        return []  # no catalog was ever created (connecting would create an empty one)
+    engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as con:
             return [dict(r._mapping) for r in con.execute(sqlalchemy.text(sql))]
-    except sqlalchemy.exc.OperationalError:
-        return []
     finally:
         engine.dispose()
 

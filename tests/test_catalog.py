@@ -7,6 +7,7 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -285,3 +286,14 @@ def test_db_commands_show_and_apply_migrations(backend):
     assert "revision 0001" in before and "needs `clipsearch db upgrade`" in before
     assert f"now at revision {head_revision()}" in ok(run_cli("db", "upgrade")).stdout
     assert "up to date" in ok(run_cli("db", "current")).stdout
+
+
+def test_the_tests_row_reader_does_not_hide_a_broken_catalog(home):
+    from conftest import catalog_rows
+
+    assert catalog_rows(home) == {}  # no catalog yet: nothing in it, and none created
+    assert not (home / "catalog.db").exists()
+    home.mkdir(parents=True)
+    (home / "catalog.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(sqlalchemy.exc.DatabaseError):
+        catalog_rows(home)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -98,21 +99,43 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, monkeypatch):
     assert [h["path"] for h in query_json("--image", folder / "img007.jpg", "-k", "5")] == want_hits
 
 
+def _hold_write_lock_once_bound(proc: subprocess.Popen, db: Path) -> sqlite3.Connection:
+    """The catalog's write lock, taken once the run has bound its model (so it is mid-run).
+
+    Checked while holding the lock, so the run cannot move on between the check and the hold:
+    its next write then waits for the lock (SQLite's busy timeout), and it cannot finish.
+    """
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            con = sqlite3.connect(db, timeout=30, isolation_level=None)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                if con.execute("SELECT 1 FROM store_meta WHERE key = 'model'").fetchone():
+                    return con
+                con.execute("ROLLBACK")
+            except sqlite3.OperationalError:  # no tables yet
+                pass
+            con.close()
+        time.sleep(0.005)
+    raise AssertionError(f"the run never bound its model (exit {proc.poll()})")
+
+
 def test_ctrl_c_stops_cleanly_with_a_resume_message(tmp_path, monkeypatch):
     folder = tmp_path / "photos"
     make_photos(folder, PHOTOS, seed=4)
     home = tmp_path / "home"
     proc = _start(folder, home)
-    deadline = time.monotonic() + 60
-    # Wait until some work has been committed, then interrupt.
-    while time.monotonic() < deadline and proc.poll() is None and not catalog_rows(home):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    con = _hold_write_lock_once_bound(proc, home / "catalog.db")
+    try:
+        (images,) = con.execute("SELECT count(*) FROM images").fetchone()
+        assert images < PHOTOS, "the run must still have batches to write"
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # the run is waiting for the lock: the interrupt lands mid-run
+    finally:
+        con.execute("ROLLBACK")
+        con.close()
     out, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        # The machine was fast enough to finish first: nothing to resume.
-        assert "240 new" in out
-        return
     assert proc.returncode == 130, err
     assert "resume by running the same command" in err
     assert "Traceback" not in err

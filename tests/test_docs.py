@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
-from clipsearch.cli import app
+from clipsearch.cli import app, ui_cmd
+from clipsearch.settings import ENVIRONMENT, MODEL_CACHE_ENV, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -35,17 +39,74 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", ci, flags=re.M)
 
 
-@pytest.mark.parametrize("command", sorted(set(re.findall(r"^### `clipsearch ([a-z-]+)", README, flags=re.M))))
-def test_documented_commands_have_help(command):
-    result = CliRunner().invoke(app, [command, "--help"])
-    assert result.exit_code == 0, result.output
-    assert "Usage" in result.output
+def _section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, flags=re.M | re.S)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
 
 
-def test_every_command_is_documented():
-    commands = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
-    for name in commands:
-        assert f"clipsearch {name}" in README, f"`clipsearch {name}` is not in the README"
+def _documented_usages() -> dict[str, tuple[set[str], set[str]]]:
+    """Command path -> (options its README heading shows, options its section mentions anywhere)."""
+    usages: dict[str, tuple[set[str], set[str]]] = {}
+    sections = re.split(r"^(?=### )", _section("Commands"), flags=re.M)
+    for section in sections:
+        heading = section.split("\n", 1)[0]
+        mentioned = set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", section))
+        for usage in re.findall(r"`clipsearch ([^`]*)`", heading if heading.startswith("### ") else ""):
+            words = usage.split()
+            path = []
+            while words and re.fullmatch(r"[a-z][a-z-]*", words[0]):
+                path.append(words.pop(0))
+            shown = set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", " ".join(words)))
+            in_heading, in_section = usages.setdefault(" ".join(path), (set(), set()))
+            in_heading.update(shown)
+            in_section.update(mentioned)
+    return usages
+
+
+def _cli_commands() -> dict[str, Any]:
+    """Command path -> the (click) command, from the Typer app itself."""
+    found: dict[str, Any] = {}
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        if hasattr(command, "commands"):  # a group
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+        else:
+            found[" ".join(path)] = command
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def test_the_readme_documents_exactly_the_cli_commands():
+    assert sorted(_documented_usages()) == sorted(_cli_commands())
+
+
+@pytest.mark.parametrize("path", sorted(_cli_commands()))
+def test_every_option_of_a_command_is_documented_in_its_section(path):
+    in_heading, in_section = _documented_usages().get(path, (set(), set()))
+    options = [p for p in _cli_commands()[path].params if p.param_type_name == "option" and not p.hidden]
+    missing = [p.opts[0] for p in options if not in_section & set(p.opts)]
+    unknown = in_heading - {name for p in options for name in p.opts}
+    assert (missing, unknown) == ([], set()), f"`clipsearch {path}`: README lacks {missing}, names unknown {unknown}"
+
+
+def test_the_global_options_are_documented():
+    root = typer.main.get_command(app)
+    line = next(line for line in README.splitlines() if line.startswith("Global options:"))
+    assert {o for p in root.params for o in p.opts if o.startswith("--")} == set(re.findall(r"`(--[a-z-]+)", line))
+
+
+def test_the_configuration_table_is_what_settings_read():
+    table = dict(re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", _section("Configuration"), flags=re.M))
+    read = set(ENVIRONMENT.values()) | {MODEL_CACHE_ENV, ui_cmd.PASSWORD_ENV}  # settings, and the UI's password
+    assert read <= set(table), f"README's Configuration table lacks {read - set(table)}"
+    read_elsewhere = {"HF_HUB_OFFLINE", "CLIPSEARCH_ARTIFACTS"}  # by huggingface_hub; by the browser tests
+    assert set(table) - read == read_elsewhere, "documented but never read by clipsearch.settings"
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    for field in ("flat_max", "max_megapixels"):
+        assert float(table[ENVIRONMENT[field]].strip(" `")) == defaults[field], f"README's default for {field}"
 
 
 def test_the_readme_main_job_runs_offline(tmp_path):

@@ -9,6 +9,7 @@ real browser: tests/test_ui_browser.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -17,13 +18,23 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, index_json, make_exif, make_photos, ok, pattern_image, query_json, run_cli, save_image
+from conftest import (
+    MODEL,
+    catalog_rows,
+    index_json,
+    make_exif,
+    make_photos,
+    ok,
+    pattern_image,
+    query_json,
+    run_cli,
+    save_image,
+)
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from clipsearch.catalog.engine import make_engine
 from clipsearch.errors import StoreError
-from clipsearch.indexer.decode import content_hash as indexer_content_hash
 from clipsearch.lock import index_lock
 from clipsearch.search import SearchService
 from clipsearch.settings import Settings
@@ -440,12 +451,16 @@ def test_unchanged_re_index_trusts_its_thumbnail_marks_until_one_is_removed(tmp_
     assert listings == [1, 1], "a folder never marked on its own is checked"
 
 
-def test_missing_thumbnail_is_made_on_demand(tmp_path):
-    original = save_image(pattern_image(7, size=(900, 600)), tmp_path / "big.jpg")
+def test_missing_thumbnail_is_made_on_demand(tmp_path, home):
+    original = save_image(pattern_image(7, size=(900, 600)), tmp_path / "photos" / "big.jpg")
     data = original.read_bytes()
-    assert content_hash(data) == indexer_content_hash(data)
-    thumbs = Thumbnails(tmp_path / "thumbs", side=320, max_megapixels=100)
-    digest = content_hash(data)
+    index_json(tmp_path / "photos")
+    digest = catalog_rows(home)[str(original.resolve())]["content_hash"]
+    # The indexer's key for a file is the thumbnail cache's key: blake2b-128 of its bytes.
+    assert digest == hashlib.blake2b(data, digest_size=16).hexdigest()
+    thumbs = Thumbnails.for_settings(Settings.from_env(home))
+    assert thumbs.has(digest), "the indexer made it under the catalog's key"
+    thumbs.path_for(digest).unlink()
     assert not thumbs.has(digest)
     made = thumbs.get(digest, original)
     assert thumbs.has(digest)

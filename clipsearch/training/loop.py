@@ -106,7 +106,7 @@ def _embed_images(model, pixels: np.ndarray, pre, device) -> np.ndarray:
     out = []
     for start in range(0, len(pixels), 512):
         x = torch.from_numpy(pixels[start : start + 512]).to(device).permute(0, 3, 1, 2).float().div_(255)
-        out.append(torch.nn.functional.normalize(model.encode_image((x - mean) / std).float(), dim=-1).cpu())
+        out.append(model.encode_image((x - mean) / std, normalize=True).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -116,7 +116,7 @@ def _text_embedder(model, tokenizer, device):
         out = []
         for start in range(0, len(texts), 512):
             tokens = tokenizer(list(texts[start : start + 512])).to(device)
-            out.append(torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1).cpu())
+            out.append(model.encode_text(tokens, normalize=True).float().cpu())
         return torch.cat(out).numpy()
 
     return embed

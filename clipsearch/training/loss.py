@@ -1,7 +1,8 @@
 """CLIP's contrastive objective (Radford et al. 2021) and the cross-rank gather it needs.
 
-Every rank must see the whole global batch as negatives, so embeddings are gathered
-from all ranks; the local slice is put back as the tensor that carries gradients.
+The objective is open_clip's ClipLoss. Every rank must see the whole global batch as
+negatives, so embeddings are gathered from all ranks here (ClipLoss then sees one global
+batch); the local slice is put back as the tensor that carries gradients.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import math
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from open_clip.loss import ClipLoss
 
 LOGIT_SCALE_INIT = math.log(1 / 0.07)
 LOGIT_SCALE_MAX = math.log(100.0)
+_LOSS = ClipLoss()  # one process's form: the features it gets are already the global batch
 
 
 def gather_features(features: torch.Tensor) -> torch.Tensor:
@@ -37,11 +40,11 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     Features are L2-normalised here; logit_scale is the log temperature (exp'd here).
     Row i of images matches row i of texts; every other row is a negative.
     """
+    # In float32: under autocast the model's own normalisation ran in bf16/fp16.
     image_features = F.normalize(image_features.float(), dim=-1)
     text_features = F.normalize(text_features.float(), dim=-1)
-    logits = logit_scale.exp() * image_features @ text_features.t()
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    loss: torch.Tensor = _LOSS(image_features, text_features, logit_scale.exp())
+    return loss
 
 
 def distributed_clip_loss(
