@@ -183,7 +183,7 @@ def write_summary() -> str:
     rows.append(
         [
             "GPU figures",
-            "measured" if gpu else "**not measured: no GPU was lent to this session**",
+            "measured" if gpu else "**not measured: no GPU on the machine of these runs**",
             "-",
             "-",
             "-",
