@@ -24,11 +24,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# ruff (lint, import order, format) and the layer contracts of import-linter (pyproject.toml).
+# ruff (lint, import order, format), the layer contracts of import-linter and strict mypy on the core
+# (all configured in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

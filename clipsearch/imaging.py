@@ -11,6 +11,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -59,7 +60,7 @@ class PreprocessConfig:
     resize_mode: str = "shortest"  # shortest (resize + centre crop) | squash | longest (pad)
     interpolation: str = "bicubic"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "size": self.size,
             "mean": list(self.mean),
@@ -69,17 +70,22 @@ class PreprocessConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> PreprocessConfig:
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         size = data["size"]
         if isinstance(size, (list, tuple)):
             size = int(size[0])
         return cls(
             size=int(size),
-            mean=tuple(float(v) for v in data["mean"]),
-            std=tuple(float(v) for v in data["std"]),
+            mean=_rgb_triple(data["mean"]),
+            std=_rgb_triple(data["std"]),
             resize_mode=data.get("resize_mode", "shortest"),
             interpolation=data.get("interpolation", "bicubic"),
         )
+
+
+def _rgb_triple(values: list[float]) -> tuple[float, float, float]:
+    r, g, b = (float(v) for v in values)
+    return r, g, b
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ _RESAMPLE = {
 }
 
 
-def _parse_exif_time(value) -> datetime | None:
+def _parse_exif_time(value: object) -> datetime | None:
     if not value:
         return None
     text = value.decode(errors="ignore") if isinstance(value, bytes) else str(value)
@@ -222,7 +228,9 @@ def resize_for_model(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     return np.array(out, dtype=np.uint8)
 
 
-def load_for_model(data: bytes, cfg: PreprocessConfig, max_megapixels: float, fast: bool = True):
+def load_for_model(
+    data: bytes, cfg: PreprocessConfig, max_megapixels: float, fast: bool = True
+) -> tuple[np.ndarray, ImageInfo]:
     """Bytes -> (HxWx3 uint8 pixels at model size, metadata). Raises ImageDecodeError."""
     img, info = open_image(data, max_megapixels)
     rgb = _decode_rgb(img, min_side=model_decode_side(cfg) if fast else None)

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import text
@@ -26,7 +27,7 @@ _BUSY = "another `clipsearch index` ({who}) is writing to {what}; wait for it to
 
 
 @contextlib.contextmanager
-def write_lock(path: Path, wait: bool = False):
+def write_lock(path: Path, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive advisory lock on the file at `path`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def _ancestors(path: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def folder_locks(engine: Engine, roots: list[str]):
+def folder_locks(engine: Engine, roots: list[str]) -> Iterator[None]:
     """PostgreSQL advisory locks: each root exclusive, its ancestors shared, on one session."""
     with engine.connect() as conn:
         try:
@@ -90,7 +91,7 @@ def catalog_lock_path(engine: Engine, fallback: Path) -> Path:
     return db.with_name(db.name + ".lock")
 
 
-def index_lock(engine: Engine, lock_path: Path, roots: list[str]):
+def index_lock(engine: Engine, lock_path: Path, roots: list[str]) -> contextlib.AbstractContextManager[None]:
     """The lock an index run over `roots` needs, for this catalog's kind of database.
 
     `lock_path` is the home's lock file, used only when the catalog has no file of its own.

@@ -12,6 +12,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -119,7 +120,7 @@ class Thumbnails:
         except OSError:
             pass  # only an optimisation: the next run lists the cache instead
 
-    def _marks(self) -> dict:
+    def _marks(self) -> dict[str, Any]:
         try:
             marks = json.loads((self.root / COVERED_NAME).read_text())
         except (OSError, ValueError):

@@ -9,13 +9,16 @@ through SQLAlchemy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import Select
 
 from clipsearch.catalog.schema import ImageRow
 from clipsearch.catalog.sql import chunks
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Params = Sequence[Any] | dict[str, Any] | None
 
@@ -40,7 +43,7 @@ def driver_rows(engine: Engine, statements: Iterable[tuple[str, Params]]) -> lis
     return rows
 
 
-def plain_rows(engine: Engine, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+def plain_rows(engine: Engine, stmt: Select[Unpack[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
     """A Core statement's rows as the driver's own tuples (text, int and NULL parameters only)."""
     compiled = stmt.compile(dialect=engine.dialect)
     params: Params = compiled.params

@@ -56,7 +56,10 @@ def alembic_config(url: str | None = None) -> Config:
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("the migrations folder has no head revision")  # a packaging fault, not user input
+    return head
 
 
 def declared_head() -> str | None:

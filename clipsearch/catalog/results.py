@@ -24,7 +24,10 @@ class ResultReads:
     def meta(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
         """Metadata of these images by id (ids no longer in the catalog are left out)."""
         rows = image_rows_by_id(self.engine, _META_COLUMNS, ids)
-        return {r[0]: ImageMeta(*r[:5], _datetime(r[5]), r[6], r[7], path_bytes=_bytes(r[8])) for r in rows}
+        return {
+            r[0]: ImageMeta(r[0], r[1], r[2], r[3], r[4], _datetime(r[5]), r[6], r[7], path_bytes=_bytes(r[8]))
+            for r in rows
+        }
 
     def filtered_ids(
         self, folder: str | None, taken_after: datetime | None, taken_before: datetime | None, limit: int

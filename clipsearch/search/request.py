@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -89,7 +90,7 @@ class SearchHit(ImageMeta):
     rank: int
     score: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "rank": self.rank,
             "id": self.id,
@@ -109,9 +110,9 @@ class SearchResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # The terms the query vector was built from: {"kind", "value", "weight"} (negative: subtracted).
-    terms: list[dict] = field(default_factory=list)
+    terms: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON shape every front end prints or serves."""
         return {"terms": self.terms, "results": [hit.to_dict() for hit in self.hits], "notes": self.notes}
 

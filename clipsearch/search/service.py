@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class SearchService:
         vectors = self._term_vectors([term for _, term in signed], notes)
         weights = np.array([sign * term.weight for sign, term in signed], dtype=np.float32)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        q = weights @ vectors
+        q: np.ndarray = weights @ vectors
         norm = float(np.linalg.norm(q))
         if norm < _MIN_QUERY_NORM:
             raise QueryError("the query's terms cancel each other out: change a weight or drop a term")
@@ -95,7 +96,7 @@ class SearchService:
                 if not len(ids):
                     raise QueryError(f"image {term.image_id} is not in the catalog (deleted or failed)")
                 rows[i] = vectors[0]
-        return np.stack(rows).astype(np.float32)
+        return np.stack(cast("list[np.ndarray]", rows)).astype(np.float32)  # every term filled its row
 
     def search(self, req: SearchRequest) -> SearchResult:
         req.validate()
@@ -123,7 +124,7 @@ class SearchService:
         terms = [term.describe(sign) for sign, term in req.terms()]
         return SearchResult(hits, timings, notes, terms)
 
-    def _rank(self, q: np.ndarray, req: SearchRequest, timings: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _rank(self, q: np.ndarray, req: SearchRequest, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
         """Best-first (ids, exact cosine scores), at least offset+k long when that many exist."""
         want = req.offset + req.k
         t = time.perf_counter()
@@ -146,7 +147,9 @@ class SearchService:
         timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         return ids, scores
 
-    def _ann(self, q: np.ndarray, want: int, req: SearchRequest, timings: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _ann(
+        self, q: np.ndarray, want: int, req: SearchRequest, timings: dict[str, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
         t = time.perf_counter()
         pool = want if self.index.kind == "flat" else max(RERANK_MIN, RERANK_FACTOR * want)
         while True:

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
@@ -64,7 +65,7 @@ class QueryTerm:
             return self.label or "example image"
         return self.label or f"image {self.image_id}"
 
-    def describe(self, sign: int) -> dict:
+    def describe(self, sign: int) -> dict[str, Any]:
         """How results report the term: its kind, text or image name, and signed weight."""
         return {"kind": self.kind, "value": self.describe_value(), "weight": sign * self.weight}
 

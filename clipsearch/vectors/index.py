@@ -8,6 +8,7 @@ import struct
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -27,7 +28,7 @@ class IndexFileError(Exception):
     """The index file is missing, truncated, damaged or not ours (it will be rebuilt)."""
 
 
-def body_checksum(body) -> str:
+def body_checksum(body: bytes | np.ndarray) -> str:
     """The checksum the header records for the serialized index (bytes or a uint8 array).
 
     CRC-32 finds the damage a disk or a bad copy does at 1.6 GB/s here (blake2b: 0.3 GB/s, which
@@ -122,7 +123,7 @@ class VectorIndex:
         else:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
         if self.kind == "flat" or len(queries) > _SERIAL_QUERIES:
-            return self.index.search(queries, k, params=params)
+            return self._search(queries, k, params)
         # One query probes a few IVF lists: splitting that over threads costs more than it saves,
         # and FAISS's OpenMP threads fight torch's (a second OpenMP runtime still spinning
         # after the text encoder ran) for the cores: 7.8 ms per query at 1M, 1.5 ms serial.
@@ -130,9 +131,13 @@ class VectorIndex:
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         try:
-            return self.index.search(queries, k, params=params)
+            return self._search(queries, k, params)
         finally:
             faiss.omp_set_num_threads(threads)
+
+    def _search(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.index.search(queries, k, params=params)
+        return scores, ids
 
     def save(self, path: Path) -> None:
         """Write header and index to a temp file, then rename: readers see old or new, never half."""
@@ -187,7 +192,7 @@ def _header_length(head: bytes, file_size: int) -> int:
     (hlen,) = struct.unpack("<Q", head[8:16])
     if hlen > file_size - 16:
         raise IndexFileError("index file is truncated")
-    return hlen
+    return int(hlen)
 
 
 def _parse_header(raw: bytes, hlen: int, file_size: int) -> IndexHeader:
