@@ -28,7 +28,7 @@ def require_ray():
         raise ConfigError(
             f"--engine ray needs Ray, which is not installed ({exc}); install it with {INSTALL_HINT} "
             f"(or pip install 'ray[data]'), or leave out --engine ray to index on this machine"
-        ) from None
+        ) from exc
     return ray
 
 
@@ -77,7 +77,7 @@ def connect(address: str | None = None, num_cpus: int | None = None):
         raise ConfigError(
             f"cannot reach the Ray cluster at {address}: {exc}; start it with `ray start --head` "
             f"or pass --address with its address"
-        ) from None
+        ) from exc
     quiet_ray_data()
     try:
         yield

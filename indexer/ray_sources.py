@@ -101,7 +101,7 @@ def read_path_list(uri: str) -> list[str]:
         with _open(uri) as fh:
             data = fh.read()
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the path list {uri}: {exc}") from None
+        raise ConfigError(f"cannot read the path list {uri}: {exc}") from exc
     if lower.endswith((".parquet", ".pq")):
         raw = _parquet_paths(data, uri)
     elif lower.endswith(".csv"):

@@ -117,7 +117,7 @@ def read_password(password_file: Path | None) -> str | None:
         try:
             lines = password_file.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise ConfigError(f"--password-file {password_file}: cannot read it ({exc.strerror or exc})") from None
+            raise ConfigError(f"--password-file {password_file}: cannot read it ({exc.strerror or exc})") from exc
         password = lines[0].strip() if lines else ""
     else:
         password = os.environ.get(PASSWORD_ENV, "")
