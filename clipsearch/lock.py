@@ -36,7 +36,7 @@ def write_lock(path: Path, wait: bool = False) -> Iterator[None]:
         raise StoreError(
             f"cannot write to {path.parent} ({exc.strerror}): indexing needs write access to the store "
             f"(queries work on a read-only one)"
-        ) from None
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -159,8 +159,8 @@ def _add_search_routes(app: FastAPI, engine: ApiEngine) -> None:
         if kind == "application/json":
             try:
                 body = await request.json()
-            except ValueError:
-                raise QueryError("the body is not valid JSON") from None
+            except ValueError as exc:
+                raise QueryError("the body is not valid JSON") from exc
             if not isinstance(body, dict):
                 raise QueryError("the JSON body must be an object of search parameters")
             return await _answer(engine, build_request(body.items()))

@@ -82,8 +82,8 @@ def _multipart(params: dict[str, Any], image: Path) -> tuple[bytes, str]:
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{item}\r\n'.encode())
     try:
         data = Path(image).read_bytes()
-    except OSError:
-        raise ServerUnavailable("the example image cannot be read here; let the in-process path report it") from None
+    except OSError as exc:
+        raise ServerUnavailable("the example image cannot be read here; let the in-process path report it") from exc
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="query"\r\n'
         f"Content-Type: application/octet-stream\r\n\r\n".encode()
@@ -105,13 +105,13 @@ def _post(record: ServerRecord, path: str, body: bytes, kind: str) -> dict:
         response = conn.getresponse()
         status, payload = response.status, response.read()
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise ServerUnavailable(f"the server at {record.url} did not answer ({exc})") from None
+        raise ServerUnavailable(f"the server at {record.url} did not answer ({exc})") from exc
     finally:
         conn.close()
     try:
         answer = json.loads(payload)
-    except ValueError:
-        raise ServerUnavailable(f"the server at {record.url} sent no JSON (status {status})") from None
+    except ValueError as exc:
+        raise ServerUnavailable(f"the server at {record.url} sent no JSON (status {status})") from exc
     if status == 200:
         return answer
     message = answer.get("error", f"status {status}") if isinstance(answer, dict) else f"status {status}"

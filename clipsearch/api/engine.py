@@ -132,8 +132,8 @@ class ApiEngine:
         try:
             with Image.open(io.BytesIO(data)) as header:  # the header only: no pixels decoded yet
                 width, height = header.size
-        except Exception:
-            raise QueryError(f"the uploaded file {name!r} is not an image this server can read") from None
+        except Exception as exc:
+            raise QueryError(f"the uploaded file {name!r} is not an image this server can read") from exc
         if width * height > cap * 1e6:
             raise UploadTooLargeError(
                 f"the uploaded image is {width}x{height} ({width * height / 1e6:.1f} megapixels), "
@@ -142,4 +142,4 @@ class ApiEngine:
         try:
             return load_rgb(data, cap)[0]
         except ImageDecodeError as exc:
-            raise QueryError(f"the uploaded file {name!r} cannot be used as an example: {exc}") from None
+            raise QueryError(f"the uploaded file {name!r} cannot be used as an example: {exc}") from exc

@@ -166,7 +166,7 @@ def _convert(param: Param, value: Any) -> Any:
     try:
         return CONVERTERS[param.base](value)
     except (TypeError, ValueError) as exc:
-        raise QueryError(f"parameter {param.name!r}: {exc}") from None
+        raise QueryError(f"parameter {param.name!r}: {exc}") from exc
 
 
 def public_names() -> list[str]:

@@ -58,7 +58,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise ConfigError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or --host"
-        ) from None
+        ) from exc
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

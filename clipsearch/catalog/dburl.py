@@ -34,7 +34,7 @@ def check_url(url: str) -> None:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
-        raise ConfigError(f"DATABASE_URL {shown} is not a valid database URL ({exc}); expected {_EXAMPLE}") from None
+        raise ConfigError(f"DATABASE_URL {shown} is not a valid database URL ({exc}); expected {_EXAMPLE}") from exc
     if "@" in (parsed.host or ""):
         raise ConfigError(
             f"DATABASE_URL {shown} has an '@' in its user name or password: write it as %40 "
@@ -42,16 +42,16 @@ def check_url(url: str) -> None:
         )
     try:
         parsed.get_dialect().import_dbapi()
-    except NoSuchModuleError:
+    except NoSuchModuleError as exc:
         raise ConfigError(
             f"DATABASE_URL {shown} names a database kind clipsearch cannot use ({parsed.drivername}); "
             f"expected {_EXAMPLE}"
-        ) from None
+        ) from exc
     except ImportError as exc:
         raise ConfigError(
             f"DATABASE_URL {shown} needs the Python driver {exc.name!r} ({parsed.drivername}), which is not installed; "
             f"use postgresql+psycopg:// with `pip install 'clipsearch[postgres]'`, or install that driver"
-        ) from None
+        ) from exc
 
 
 def sqlite_file(url: str) -> Path | None:

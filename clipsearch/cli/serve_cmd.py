@@ -41,7 +41,7 @@ def serve_command(
     except ImportError as exc:
         raise ConfigError(
             f"the HTTP API needs its extra: pip install 'clipsearch[api]' ({exc.name} is missing)"
-        ) from None
+        ) from exc
     options = ServeOptions(
         host=host,
         port=port,
