@@ -8,7 +8,18 @@ from clipsearch.catalog.records import (
     ImageMeta,
     ImageRecord,
     Move,
+    RowFilter,
     StoreModel,
 )
 
-__all__ = ["Catalog", "CatalogStats", "FileState", "FileStatus", "ImageMeta", "ImageRecord", "Move", "StoreModel"]
+__all__ = [
+    "Catalog",
+    "CatalogStats",
+    "FileState",
+    "FileStatus",
+    "ImageMeta",
+    "ImageRecord",
+    "Move",
+    "RowFilter",
+    "StoreModel",
+]

@@ -102,3 +102,16 @@ class CatalogStats:
     images: int
     failed: int
     seq: int
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Which images a search may return; every condition that is set must hold."""
+
+    folder: str | None = None  # a path prefix ending in a separator, or one file's exact path
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    camera: str | None = None  # a substring of the EXIF camera, matched ignoring (ASCII) case
+    extensions: tuple[str, ...] = ()  # lower-case suffixes such as ".jpg"; any of them
+    min_width: int | None = None
+    min_height: int | None = None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from clipsearch.catalog.driver import image_rows_by_id
-from clipsearch.catalog.records import ImageMeta
+from clipsearch.catalog.records import ImageMeta, RowFilter
 from clipsearch.catalog.schema import ImageRow
-from clipsearch.catalog.sql import path_under
+from clipsearch.catalog.sql import chunks, path_under
 
 _META_COLUMNS = "id, path, width, height, size, taken_at, camera, content_hash, path_bytes"
 
@@ -30,19 +32,45 @@ class ResultReads:
         }
 
     def filtered_ids(
-        self, folder: str | None, taken_after: datetime | None, taken_before: datetime | None, limit: int
+        self, rows: RowFilter, limit: int | None = None, among: Iterable[int] | None = None
     ) -> list[int] | None:
-        """Ids matching the filters, or None when more than `limit` match (too many to rank exactly)."""
-        stmt = select(ImageRow.id).where(ImageRow.embedding.is_not(None))
-        if folder:
-            stmt = stmt.where(path_under(self.engine, folder))
-        if taken_after:
-            stmt = stmt.where(ImageRow.taken_at >= taken_after)
-        if taken_before:
-            stmt = stmt.where(ImageRow.taken_at <= taken_before)
+        """Ids of the images matching `rows` (only those in `among`, when given).
+
+        None when more than `limit` match: too many to rank exactly, the caller searches the index.
+        """
+        where = self._where(rows)
+        if among is not None:
+            found: list[int] = []
+            with Session(self.engine) as s:
+                for chunk in chunks([int(i) for i in among]):
+                    found += s.scalars(select(ImageRow.id).where(where, ImageRow.id.in_(chunk))).all()
+            return found
+        stmt = select(ImageRow.id).where(where)
+        if limit is not None:
+            stmt = stmt.limit(limit + 1)
         with Session(self.engine) as s:
-            ids = s.scalars(stmt.limit(limit + 1)).all()
-        return None if len(ids) > limit else list(ids)
+            ids = list(s.scalars(stmt).all())
+        return None if limit is not None and len(ids) > limit else ids
+
+    def _where(self, rows: RowFilter) -> ColumnElement[bool]:
+        clauses = [ImageRow.embedding.is_not(None)]
+        if rows.folder:
+            under = rows.folder.endswith(os.sep)
+            clauses.append(path_under(self.engine, rows.folder) if under else ImageRow.path == rows.folder)
+        if rows.taken_after:
+            clauses.append(ImageRow.taken_at >= rows.taken_after)
+        if rows.taken_before:
+            clauses.append(ImageRow.taken_at <= rows.taken_before)
+        if rows.camera:
+            clauses.append(func.lower(ImageRow.camera).contains(rows.camera.lower(), autoescape=True))
+        if rows.extensions:
+            path = func.lower(ImageRow.path)
+            clauses.append(or_(*(path.endswith(ext, autoescape=True) for ext in rows.extensions)))
+        if rows.min_width:
+            clauses.append(ImageRow.width >= rows.min_width)
+        if rows.min_height:
+            clauses.append(ImageRow.height >= rows.min_height)
+        return and_(*clauses)
 
 
 def _bytes(value: bytes | memoryview | None) -> bytes | None:

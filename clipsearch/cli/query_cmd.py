@@ -33,7 +33,20 @@ def query_command(
     ),
     plus: list[str] = typer.Option([], "--plus", help=f"Add a term: {_TERM_HELP}"),
     minus: list[str] = typer.Option([], "--minus", help=f"Subtract a term (push it out of the results): {_TERM_HELP}"),
-    folder: Optional[str] = typer.Option(None, "--folder", help="Only images whose path starts with this folder."),
+    folder: Optional[str] = typer.Option(
+        None, "--folder", help="Only images in this folder or below it (a relative path starts here)."
+    ),
+    camera: Optional[str] = typer.Option(
+        None, "--camera", help="Only photos whose EXIF camera contains this text (any case), e.g. 'X-T3'."
+    ),
+    file_types: list[str] = typer.Option(
+        [], "--type", help="Only these file types: jpeg, png, webp, gif, bmp, tiff, heic (repeatable or a,b)."
+    ),
+    min_width: Optional[int] = typer.Option(None, "--min-width", help="Only images at least this many pixels wide."),
+    min_height: Optional[int] = typer.Option(None, "--min-height", help="Only images at least this many pixels high."),
+    sort: str = typer.Option(
+        "score", "--sort", help="score (best first), date (the top matches oldest first) or date-desc."
+    ),
     min_score: Optional[float] = typer.Option(
         None, "--min-score", help="Only results with at least this cosine score."
     ),
@@ -58,7 +71,8 @@ def query_command(
     if not (no_server or model or runtime or device != "auto" or may_name_files(text, *plus, *minus)):
         fields = dict(
             q=text, plus=plus, minus=minus, k=k, offset=offset, folder=folder, min_score=min_score,
-            after=after, before=before,
+            after=after, before=before, camera=camera, min_width=min_width, min_height=min_height, sort=sort,
+            file_types=[t for value in file_types for t in value.split(",") if t.strip()],
         )  # fmt: skip
         answer = answer_from_server(settings, fields, image)
         if answer is not None:
@@ -80,6 +94,11 @@ def query_command(
         min_score=min_score,
         taken_after=after,
         taken_before=before,
+        camera=camera,
+        file_types=tuple(t for value in file_types for t in value.split(",") if t.strip()),
+        min_width=min_width,
+        min_height=min_height,
+        sort=sort,
     )
     request.validate()
     service = SearchService.open(store, model, device)

@@ -16,6 +16,7 @@ from PIL import Image
 from clipsearch.catalog import ImageMeta
 from clipsearch.errors import ImageDecodeError, QueryError
 from clipsearch.imaging import load_rgb
+from clipsearch.search.filters import SORTS, file_extensions
 from clipsearch.search.terms import QueryTerm, parse_query
 
 MAX_K = 10_000
@@ -41,6 +42,15 @@ class SearchRequest:
       min_score     only results whose cosine score is at least this
       taken_after   only photos whose EXIF capture time is on/after this
       taken_before  only photos whose EXIF capture time is on/before this
+      camera        only photos whose EXIF camera (make and model) contains this, ignoring case
+      file_types    only these file types: names from filters.FILE_TYPES (jpeg, png, webp, gif, bmp, tiff, heic)
+      min_width     only images at least this many pixels wide (as displayed, after EXIF rotation)
+      min_height    only images at least this many pixels high
+      sort          "score" (best first, the default), "date" (the top matches by capture time, oldest
+                    first) or "date-desc" (newest first); undated photos come last either way
+
+    Filters are applied before ranking: a filter matching few images ranks exactly among them, a
+    broad one widens the approximate search, so k results come back whenever k images match.
     """
 
     text: str | None = None
@@ -54,6 +64,11 @@ class SearchRequest:
     min_score: float | None = None
     taken_after: datetime | None = None
     taken_before: datetime | None = None
+    camera: str | None = None
+    file_types: tuple[str, ...] = ()
+    min_width: int | None = None
+    min_height: int | None = None
+    sort: str = "score"
 
     def terms(self) -> list[tuple[int, QueryTerm]]:
         """Every term with its sign (+1 added, -1 subtracted), in the order they were given."""
@@ -77,10 +92,25 @@ class SearchRequest:
             raise QueryError(f"k must be between 1 and {MAX_K} (got {self.k})")
         if self.offset < 0:
             raise QueryError(f"offset must be 0 or more (got {self.offset})")
+        for name in ("min_width", "min_height"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise QueryError(f"{name.replace('_', '-')} must be 0 or more (got {value})")
+        if self.sort not in SORTS:
+            raise QueryError(f"unknown sort {self.sort!r}: use one of {', '.join(SORTS)}")
+        file_extensions(self.file_types)  # an unknown type is refused before any model loads
 
     @property
     def has_filters(self) -> bool:
-        return bool(self.folder or self.taken_after or self.taken_before)
+        return bool(
+            self.folder
+            or self.taken_after
+            or self.taken_before
+            or (self.camera and self.camera.strip())
+            or self.file_types
+            or self.min_width
+            or self.min_height
+        )
 
 
 @dataclass(frozen=True)

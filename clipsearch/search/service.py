@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
+from datetime import datetime
 from typing import cast
 
 import numpy as np
 
-from clipsearch.catalog import ImageMeta
+from clipsearch.catalog import ImageMeta, RowFilter
 from clipsearch.errors import EmptyStoreError, QueryError
 from clipsearch.models import Encoder
+from clipsearch.search.filters import row_filter
 from clipsearch.search.request import SearchHit, SearchRequest, SearchResult
 from clipsearch.search.terms import QueryTerm
 from clipsearch.store import Store
@@ -23,18 +23,10 @@ EXACT_FILTER_MAX = 50_000
 # Candidates fetched from an approximate index per result wanted, then re-ranked exactly.
 RERANK_FACTOR = 8
 RERANK_MIN = 384  # PQ128x4fs at 1M: recall@10 0.977 with 256, 0.996 with 384, 0.998 with 512 (docs/benchmarks.md)
+# Rows scored per step when a broad filter falls back to exact ranking (bounds memory).
+_EXACT_CHUNK = 20_000
 # Below this norm the weighted terms cancel out and the query points nowhere.
 _MIN_QUERY_NORM = 1e-3
-
-
-def _folder_prefix(folder: str) -> str:
-    p = Path(folder).expanduser()
-    if not (p.exists() or folder.startswith((".", "~", "/"))):
-        return folder
-    # abspath, not resolve(): the indexer records paths as given (symlinks kept), so must the filter.
-    prefix = os.path.abspath(p)
-    # A folder, not a name prefix: /photos/2021 must not also match /photos/2021-old.
-    return prefix if p.is_file() else os.path.join(prefix, "")
 
 
 class SearchService:
@@ -107,7 +99,8 @@ class SearchService:
         q = self.query_vector(req, notes)
         t1 = time.perf_counter()
         timings["encode_ms"] = (t1 - t0) * 1000
-        ids, scores = self._rank(q, req, timings)
+        rows = row_filter(req) if req.has_filters else None
+        ids, scores = self._rank(q, req, rows, timings)
         if req.min_score is not None:
             keep = scores >= req.min_score
             ids, scores = ids[keep], scores[keep]
@@ -119,67 +112,76 @@ class SearchService:
             for i, (i_, s) in enumerate(zip(ids, scores, strict=True))
             if int(i_) in meta
         ]
+        if req.sort != "score":
+            hits = _by_date(hits, newest_first=req.sort == "date-desc")
         timings["metadata_ms"] = (time.perf_counter() - t2) * 1000
+        if not hits and rows is not None and rows.folder:
+            notes += self._empty_folder_note(rows.folder)
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         terms = [term.describe(sign) for sign, term in req.terms()]
         return SearchResult(hits, timings, notes, terms)
 
-    def _rank(self, q: np.ndarray, req: SearchRequest, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    def _empty_folder_note(self, folder: str) -> list[str]:
+        if self.store.catalog.results.filtered_ids(RowFilter(folder=folder), limit=0) is None:
+            return []  # the folder has images; the other filters left none of them
+        return [f"no indexed images under {folder}; index that folder with `clipsearch index {folder}` first"]
+
+    def _rank(
+        self, q: np.ndarray, req: SearchRequest, rows: RowFilter | None, timings: dict[str, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Best-first (ids, exact cosine scores), at least offset+k long when that many exist."""
         want = req.offset + req.k
         t = time.perf_counter()
-        if req.has_filters:
-            folder = _folder_prefix(req.folder) if req.folder else None
-            allowed = self.store.catalog.results.filtered_ids(
-                folder, req.taken_after, req.taken_before, EXACT_FILTER_MAX
-            )
-            if allowed is not None:
+        if rows is not None:
+            allowed = self.store.catalog.results.filtered_ids(rows, EXACT_FILTER_MAX)
+            if allowed is not None:  # few enough to rank them all exactly
                 ids, vectors = self.store.catalog.vectors.fetch(allowed)
                 timings["ann_ms"] = (time.perf_counter() - t) * 1000
                 return _top(ids, vectors @ q, want)
-        candidates = self._ann(q, want, req, timings)
+        ids, scores = self._ann(q, want, rows, timings)
         t = time.perf_counter()
-        if self.index.kind == "flat" and not req.has_filters:
-            ids, scores = candidates
-        else:
-            ids, vectors = self.store.catalog.vectors.fetch(candidates[0])
+        if rows is not None and len(ids) < want:
+            # The index ran out of candidates (an IVF index returns only what its probed lists
+            # hold) before k matches turned up: rank every matching image exactly, in chunks.
+            ids, scores = self._exact_over(q, rows, want)
+            timings["exact_fallback_ms"] = (time.perf_counter() - t) * 1000
+        elif self.index.kind != "flat" or rows is not None:
+            ids, vectors = self.store.catalog.vectors.fetch(ids)
             ids, scores = _top(ids, vectors @ q, want)
         timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         return ids, scores
 
     def _ann(
-        self, q: np.ndarray, want: int, req: SearchRequest, timings: dict[str, float]
+        self, q: np.ndarray, want: int, rows: RowFilter | None, timings: dict[str, float]
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates from the index; with a broad filter the pool widens until enough of them match."""
         t = time.perf_counter()
         pool = want if self.index.kind == "flat" else max(RERANK_MIN, RERANK_FACTOR * want)
         while True:
             scores, ids = self.index.search(q[None, :], pool)
             ids, scores = ids[0], scores[0]
             valid = ids >= 0
+            exhausted = int(valid.sum()) < min(pool, self.index.ntotal)
             ids, scores = ids[valid], scores[valid]
-            if req.has_filters:
-                # Too many images match to rank them all: widen the pool until enough survive.
-                keep = self._matching(ids, req)
+            if rows is not None:
+                allowed = self.store.catalog.results.filtered_ids(rows, among=ids.tolist()) or []
+                keep = np.isin(ids, np.asarray(allowed, dtype=np.int64))
                 ids, scores = ids[keep], scores[keep]
-            if len(ids) >= want or pool >= self.index.ntotal:
+            if len(ids) >= want or exhausted or pool >= self.index.ntotal:
                 break
             pool *= 4
         timings["ann_ms"] = (time.perf_counter() - t) * 1000
         return ids, scores
 
-    def _matching(self, ids: np.ndarray, req: SearchRequest) -> np.ndarray:
-        meta = self.store.catalog.results.meta(ids)
-        folder = _folder_prefix(req.folder) if req.folder else None
-
-        def ok(i: int) -> bool:
-            m = meta.get(int(i))
-            if m is None or (folder and not m.path.startswith(folder)):
-                return False
-            if req.taken_after and (m.taken_at is None or m.taken_at < req.taken_after):
-                return False
-            return not (req.taken_before and (m.taken_at is None or m.taken_at > req.taken_before))
-
-        return np.array([ok(i) for i in ids], dtype=bool)
+    def _exact_over(self, q: np.ndarray, rows: RowFilter, want: int) -> tuple[np.ndarray, np.ndarray]:
+        allowed = self.store.catalog.results.filtered_ids(rows) or []
+        best_ids, best_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        for start in range(0, len(allowed), _EXACT_CHUNK):
+            ids, vectors = self.store.catalog.vectors.fetch(allowed[start : start + _EXACT_CHUNK])
+            best_ids, best_scores = _top(
+                np.concatenate([best_ids, ids]), np.concatenate([best_scores, vectors @ q]), want
+            )
+        return best_ids, best_scores
 
 
 def _top(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,3 +191,9 @@ def _top(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
 
 def _hit(rank: int, m: ImageMeta, score: float) -> SearchHit:
     return SearchHit(**vars(m), rank=rank, score=score)  # vars, not asdict: no deep copy per hit
+
+
+def _by_date(hits: list[SearchHit], newest_first: bool) -> list[SearchHit]:
+    """The page's hits by capture time; undated ones last, in score order."""
+    dated = sorted((h for h in hits if h.taken_at), key=lambda h: h.taken_at or datetime.min, reverse=newest_first)
+    return dated + [h for h in hits if not h.taken_at]
