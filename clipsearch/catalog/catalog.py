@@ -1,7 +1,7 @@
 """The catalog of one store, opened from its URL and split by use.
 
 Callers take the part they need: an index run `writes`, the FAISS cache reads `vectors`,
-a query reads `results`, and everyone may read the store's `facts`.
+a query reads `results`, zero-shot tagging keeps `tags`, and everyone may read the store's `facts`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from clipsearch.catalog.engine import open_engine
 from clipsearch.catalog.facts import StoreFacts
 from clipsearch.catalog.results import ResultReads
+from clipsearch.catalog.tags import TagStore
 from clipsearch.catalog.vector_reads import VectorReads
 from clipsearch.catalog.writes import IndexWrites
 
@@ -24,6 +25,7 @@ class Catalog:
         self.writes = IndexWrites(engine)
         self.vectors = VectorReads(engine, self.facts)
         self.results = ResultReads(engine)
+        self.tags = TagStore(engine, self.facts)
 
     @classmethod
     def open(cls, url: str) -> Catalog:

@@ -115,3 +115,4 @@ class RowFilter:
     extensions: tuple[str, ...] = ()  # lower-case suffixes such as ".jpg"; any of them
     min_width: int | None = None
     min_height: int | None = None
+    tag: str | None = None  # a zero-shot label the image was given (`clipsearch tag`)

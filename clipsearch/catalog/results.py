@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from clipsearch.catalog.driver import image_rows_by_id
 from clipsearch.catalog.records import ImageMeta, RowFilter
-from clipsearch.catalog.schema import ImageRow
+from clipsearch.catalog.schema import ImageRow, ImageTag
 from clipsearch.catalog.sql import chunks, path_under
 
 _META_COLUMNS = "id, path, width, height, size, taken_at, camera, content_hash, path_bytes"
@@ -70,6 +70,9 @@ class ResultReads:
             clauses.append(ImageRow.width >= rows.min_width)
         if rows.min_height:
             clauses.append(ImageRow.height >= rows.min_height)
+        if rows.tag:
+            tagged = select(ImageTag.image_id).where(ImageTag.image_id == ImageRow.id, ImageTag.label == rows.tag)
+            clauses.append(tagged.exists())
         return and_(*clauses)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -58,3 +58,13 @@ class Tombstone(Base):
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     image_id: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ImageTag(Base):
+    """A zero-shot label given to an image, with its score (the label's softmax probability)."""
+
+    __tablename__ = "image_tags"
+
+    image_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    label: Mapped[str] = mapped_column(Text, primary_key=True, index=True)
+    score: Mapped[float] = mapped_column(Float, nullable=False)

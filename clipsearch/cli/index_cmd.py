@@ -93,11 +93,12 @@ def index_command(
             else:
                 options = IndexOptions(batch_size, workers, tuple(exclude), include_hidden)
                 summary, notes = _index(store, paths, model, device, options)
+            tagged = _tag_new(store)
     except KeyboardInterrupt:
         raise typer.Exit(
             interrupted("interrupted: finished batches are saved; resume by running the same command again")
         ) from None
-    _report(summary, notes, as_json)
+    _report(summary, notes, tagged, as_json)
 
 
 def _check_engine(engine: str, address, gpus_per_worker, cpus_per_decoder: int) -> None:
@@ -121,13 +122,15 @@ def _source_keys(engine: str, paths: list[str]) -> list[str]:
     return keys
 
 
-def _report(summary, notes: list[str], as_json: bool) -> None:
+def _report(summary, notes: list[str], tagged: int, as_json: bool) -> None:
     for note in summary.notes + notes:
         err(f"note: {note}")
     if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        typer.echo(json.dumps({**summary.to_dict(), "tagged": tagged}, indent=2))
     else:
         typer.echo(f"indexed: {summary.line()}")
+        if tagged:
+            typer.echo(f"tagged: {tagged} new or changed images (`clipsearch tags` lists the counts)")
         for path, reason in summary.failures:
             typer.echo(f"  failed: {path}: {reason}")
         for path, reason in summary.unreadable:
@@ -172,3 +175,10 @@ def _index(store, paths: list[str], model: Optional[str], device: str, options):
 def _set_total(bar, total: int) -> None:
     bar.total = total
     bar.refresh()
+
+
+def _tag_new(store) -> int:
+    """New and re-embedded images get the labels of `clipsearch tag` (no model needed: vector math)."""
+    from clipsearch.search.tagging import tag_new
+
+    return tag_new(store.catalog) if store.model else 0

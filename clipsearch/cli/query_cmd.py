@@ -44,6 +44,7 @@ def query_command(
     ),
     min_width: Optional[int] = typer.Option(None, "--min-width", help="Only images at least this many pixels wide."),
     min_height: Optional[int] = typer.Option(None, "--min-height", help="Only images at least this many pixels high."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only images given this label by `clipsearch tag`."),
     sort: str = typer.Option(
         "score", "--sort", help="score (best first), date (the top matches oldest first) or date-desc."
     ),
@@ -98,6 +99,7 @@ def query_command(
         file_types=tuple(t for value in file_types for t in value.split(",") if t.strip()),
         min_width=min_width,
         min_height=min_height,
+        tag=tag,
         sort=sort,
     )
     request.validate()

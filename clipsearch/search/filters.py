@@ -55,4 +55,5 @@ def row_filter(req) -> RowFilter:
         extensions=file_extensions(req.file_types),
         min_width=req.min_width,
         min_height=req.min_height,
+        tag=" ".join(req.tag.split()) if req.tag and req.tag.strip() else None,
     )

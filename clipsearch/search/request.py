@@ -46,6 +46,7 @@ class SearchRequest:
       file_types    only these file types: names from filters.FILE_TYPES (jpeg, png, webp, gif, bmp, tiff, heic)
       min_width     only images at least this many pixels wide (as displayed, after EXIF rotation)
       min_height    only images at least this many pixels high
+      tag           only images given this label by zero-shot tagging (`clipsearch tag`)
       sort          "score" (best first, the default), "date" (the top matches by capture time, oldest
                     first) or "date-desc" (newest first); undated photos come last either way
 
@@ -68,6 +69,7 @@ class SearchRequest:
     file_types: tuple[str, ...] = ()
     min_width: int | None = None
     min_height: int | None = None
+    tag: str | None = None
     sort: str = "score"
 
     def terms(self) -> list[tuple[int, QueryTerm]]:
@@ -110,6 +112,7 @@ class SearchRequest:
             or self.file_types
             or self.min_width
             or self.min_height
+            or (self.tag and self.tag.strip())
         )
 
 
