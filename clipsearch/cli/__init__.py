@@ -9,7 +9,18 @@ from typing import Optional
 import click
 import typer
 
-from clipsearch.cli import db_cmd, demo_cmd, index_cmd, query_cmd, serve_cmd, status_cmd, tag_cmd, train_cmd, ui_cmd
+from clipsearch.cli import (
+    db_cmd,
+    demo_cmd,
+    duplicates_cmd,
+    index_cmd,
+    query_cmd,
+    serve_cmd,
+    status_cmd,
+    tag_cmd,
+    train_cmd,
+    ui_cmd,
+)
 from clipsearch.cli.common import CliContext, interrupt_reported, interrupted, translated_errors
 from clipsearch.settings import Settings
 
@@ -41,6 +52,7 @@ app.command("query")(query_cmd.query_command)
 app.command("status")(status_cmd.status_command)
 app.command("tag")(tag_cmd.tag_command)
 app.command("tags")(tag_cmd.tags_command)
+app.command("duplicates")(duplicates_cmd.duplicates_command)
 app.command("ui")(ui_cmd.ui_command)
 app.command("serve")(serve_cmd.serve_command)
 app.command("demo")(demo_cmd.demo_command)

@@ -1,0 +1,140 @@
+"""Near-duplicate images: groups of images whose vectors are (almost) the same.
+
+Each stored vector asks the store's index for its nearest neighbours; pairs at or above the
+threshold (scored exactly against the catalog's vectors) are joined into groups, so a burst of
+ten shots is one group even though each shot only looks at its own neighbours. Up to the flat
+limit (50,000 images) that is an exact search; past it the IVF-PQ index answers, so the work
+grows with n, not n².
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from clipsearch.catalog import Catalog, ImageMeta
+from clipsearch.errors import QueryError
+from clipsearch.vectors import VectorIndex
+
+DEFAULT_THRESHOLD = 0.95
+# Neighbours examined per image; larger groups still come together through shared members.
+NEIGHBOURS = 16
+CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Images whose vectors are near-identical; the first member is the one to keep."""
+
+    members: list[ImageMeta]  # the most pixels first, then the biggest file, then the path
+    scores: list[float]  # each member's cosine similarity to the first
+
+    def to_dict(self) -> dict:
+        return {
+            "count": len(self.members),
+            "bytes": sum(m.size for m in self.members),
+            "images": [
+                {"id": m.id, "path": m.path, "score": round(s, 6), "width": m.width, "height": m.height, "size": m.size}
+                for m, s in zip(self.members, self.scores, strict=True)
+            ],
+        }
+
+
+def find_duplicates(
+    catalog: Catalog,
+    index: VectorIndex,
+    threshold: float = DEFAULT_THRESHOLD,
+    progress: Callable[[int], None] | None = None,
+    neighbours: int = NEIGHBOURS,
+) -> list[DuplicateGroup]:
+    """Groups of near-duplicates, biggest first (ties: the most bytes first)."""
+    if not 0 < threshold <= 1:
+        raise QueryError(f"the threshold is a cosine similarity in (0, 1] (got {threshold})")
+    pairs = near_pairs(catalog, index, threshold, progress, neighbours)
+    groups = _components(pairs)
+    return _describe(catalog, groups)
+
+
+def near_pairs(
+    catalog: Catalog,
+    index: VectorIndex,
+    threshold: float,
+    progress: Callable[[int], None] | None = None,
+    neighbours: int = NEIGHBOURS,
+) -> np.ndarray:
+    """(a, b, cosine) rows for every pair of ids found at or above the threshold, a < b."""
+    found = []
+    exact_index = index.kind == "flat"
+    for ids, vectors in catalog.vectors.changed(0, None, chunk=CHUNK):
+        scores, nbrs = index.search(vectors, neighbours + 1)
+        # A flat index's scores are exact; compressed (PQ) scores are too rough to threshold
+        # (0.66 for a copy at 0.99), so every neighbour it returns is scored exactly.
+        keep = (nbrs >= 0) & (nbrs != ids[:, None])
+        if exact_index:
+            keep &= scores >= threshold
+        rows, cols = np.nonzero(keep)
+        if len(rows):
+            a, b = ids[rows], nbrs[rows, cols]
+            exact = scores[rows, cols] if exact_index else _exact_scores(catalog, vectors[rows], b)
+            close = exact >= threshold
+            found.append(np.stack([np.minimum(a, b)[close], np.maximum(a, b)[close], exact[close]], axis=1))
+        if progress:
+            progress(len(ids))
+    if not found:
+        return np.zeros((0, 3))
+    pairs = np.concatenate(found)
+    _, first = np.unique(pairs[:, :2].astype(np.int64), axis=0, return_index=True)
+    return pairs[np.sort(first)]
+
+
+def _exact_scores(catalog: Catalog, queries: np.ndarray, other_ids: np.ndarray) -> np.ndarray:
+    """Cosine of each query with the stored vector of the matching id (-1 for ids gone meanwhile)."""
+    ids, vectors = catalog.vectors.fetch(np.unique(other_ids).tolist())
+    order = np.argsort(ids)
+    ids, vectors = ids[order], vectors[order]
+    at = np.clip(np.searchsorted(ids, other_ids), 0, max(len(ids) - 1, 0))
+    out = np.full(len(other_ids), -1.0, dtype=np.float32)
+    if len(ids):
+        have = ids[at] == other_ids
+        out[have] = np.einsum("ij,ij->i", queries[have], vectors[at[have]])
+    return out
+
+
+def _components(pairs: np.ndarray) -> list[list[int]]:
+    """Connected components of the pair graph (union-find with path halving)."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs[:, :2].astype(np.int64):
+        ra, rb = root(int(a)), root(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for x in parent:
+        groups.setdefault(root(x), []).append(x)
+    return list(groups.values())
+
+
+def _describe(catalog: Catalog, groups: list[list[int]]) -> list[DuplicateGroup]:
+    everyone = [i for ids in groups for i in ids]
+    meta = catalog.results.meta(everyone)
+    got, vectors = catalog.vectors.fetch(everyone)
+    by_id = dict(zip(got.tolist(), vectors, strict=True))
+    out = []
+    for ids in groups:
+        members = [meta[i] for i in ids if i in meta and i in by_id]  # others left the catalog meanwhile
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda m: (-(m.width or 0) * (m.height or 0), -m.size, m.path))
+        best = by_id[members[0].id]
+        out.append(DuplicateGroup(members, [float(by_id[m.id] @ best) for m in members]))
+    out.sort(key=lambda g: (-len(g.members), -sum(m.size for m in g.members), g.members[0].path))
+    return out
