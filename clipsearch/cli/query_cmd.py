@@ -72,7 +72,7 @@ def query_command(
     if not (no_server or model or runtime or device != "auto" or may_name_files(text, *plus, *minus)):
         fields = dict(
             q=text, plus=plus, minus=minus, k=k, offset=offset, folder=folder, min_score=min_score,
-            after=after, before=before, camera=camera, min_width=min_width, min_height=min_height, sort=sort,
+            after=after, before=before, camera=camera, min_width=min_width, min_height=min_height, tag=tag, sort=sort,
             file_types=[t for value in file_types for t in value.split(",") if t.strip()],
         )  # fmt: skip
         answer = answer_from_server(settings, fields, image)
