@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import typer
-from tqdm import tqdm
 
 from clipsearch.cli.common import cli_command, open_store
 
@@ -21,6 +20,8 @@ def duplicates_command(
 ) -> None:
     """List groups of near-duplicate images, biggest first; the first of each group is the one to keep
     (the most pixels, then the biggest file)."""
+    from tqdm import tqdm
+
     from clipsearch.search.duplicates import find_duplicates
 
     store = open_store(ctx)

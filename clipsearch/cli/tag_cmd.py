@@ -6,7 +6,6 @@ import json
 from typing import Optional
 
 import typer
-from tqdm import tqdm
 
 from clipsearch.cli.common import cli_command, open_store, warn_if_random
 
@@ -27,6 +26,8 @@ def tag_command(
 ) -> None:
     """Tag every image with the labels it matches (CLIP zero-shot classification); new images are
     tagged by the next `clipsearch index`."""
+    from tqdm import tqdm
+
     from clipsearch.search.tagging import LabelSet, tag_all
 
     store = open_store(ctx)
