@@ -53,7 +53,7 @@ class ResultReads:
         return None if limit is not None and len(ids) > limit else ids
 
     def _where(self, rows: RowFilter) -> ColumnElement[bool]:
-        clauses = [ImageRow.embedding.is_not(None)]
+        clauses: list[ColumnElement[bool]] = [ImageRow.embedding.is_not(None)]
         if rows.folder:
             under = rows.folder.endswith(os.sep)
             clauses.append(path_under(self.engine, rows.folder) if under else ImageRow.path == rows.folder)

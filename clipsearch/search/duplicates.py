@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class DuplicateGroup:
     members: list[ImageMeta]  # the most pixels first, then the biggest file, then the path
     scores: list[float]  # each member's cosine similarity to the first
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "count": len(self.members),
             "bytes": sum(m.size for m in self.members),

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipsearch.catalog import RowFilter
 from clipsearch.errors import QueryError
+
+if TYPE_CHECKING:
+    from clipsearch.search.request import SearchRequest
 
 # File types by name, as the indexer reads them (by extension, case-insensitive).
 FILE_TYPES: dict[str, tuple[str, ...]] = {
@@ -45,7 +49,7 @@ def folder_prefix(folder: str) -> str:
     return prefix if p.is_file() else os.path.join(prefix, "")
 
 
-def row_filter(req) -> RowFilter:
+def row_filter(req: SearchRequest) -> RowFilter:
     """The catalog filter for a SearchRequest's filter fields."""
     return RowFilter(
         folder=folder_prefix(req.folder) if req.folder else None,

@@ -98,7 +98,8 @@ def label_embeddings(encoder: Encoder, labels: list[str], prompts: list[str]) ->
     vectors = np.asarray(encoder.encode_texts(texts), dtype=np.float32).reshape(len(labels), len(prompts), -1)
     vectors /= np.linalg.norm(vectors, axis=2, keepdims=True)
     mean = vectors.mean(axis=1)
-    return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def _tags_for(label_set: LabelSet, ids: np.ndarray, vectors: np.ndarray) -> list[tuple[int, str, float]]:
