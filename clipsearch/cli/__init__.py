@@ -14,6 +14,7 @@ from clipsearch.cli import (
     demo_cmd,
     duplicates_cmd,
     index_cmd,
+    models_cmd,
     query_cmd,
     serve_cmd,
     status_cmd,
@@ -53,6 +54,7 @@ app.command("status")(status_cmd.status_command)
 app.command("tag")(tag_cmd.tag_command)
 app.command("tags")(tag_cmd.tags_command)
 app.command("duplicates")(duplicates_cmd.duplicates_command)
+app.command("models")(models_cmd.models_command)
 app.command("ui")(ui_cmd.ui_command)
 app.command("serve")(serve_cmd.serve_command)
 app.command("demo")(demo_cmd.demo_command)

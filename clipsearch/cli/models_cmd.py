@@ -1,0 +1,42 @@
+"""`clipsearch models`: the models clipsearch can use, offline."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from clipsearch.cli.common import cli_command
+
+
+@cli_command
+def models_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """List the bundled models, open_clip's architectures and pretrained tags, and the local model cache."""
+    from clipsearch import model_list
+
+    settings = ctx.obj.settings
+    info = {
+        "bundled": model_list.bundled(),
+        "open_clip": model_list.open_clip_pretrained(),
+        "cache": str(settings.model_cache),
+        "cached": model_list.cached(settings.model_cache),
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo("bundled (offline, in the package):")
+    for row in info["bundled"]:
+        typer.echo(f"  {row['spec']:<40} dim {row['embed_dim']:<5} {row['image_size']} px  {row['model_id']}")
+    if info["open_clip"] is None:
+        typer.echo("open_clip pretrained: open_clip is not installed (pip install torch open_clip_torch to list them)")
+    else:
+        typer.echo(f"open_clip pretrained ({len(info['open_clip'])}; `--model SPEC` downloads one once):")
+        for row in info["open_clip"]:
+            dims = f"dim {row['embed_dim'] or '?':<5} {row['image_size'] or '?'} px"
+            typer.echo(f"  {row['spec']:<52} {dims}  {row['vision'] or ''}")
+    typer.echo(f"cached in {info['cache']}:" if info["cached"] else f"nothing cached in {info['cache']} yet")
+    for row in info["cached"]:
+        typer.echo(f"  {row['name']:<60} {row['bytes'] / 1e6:9.1f} MB")
