@@ -12,7 +12,7 @@ import platformdirs
 
 from clipsearch.errors import ConfigError
 
-DEFAULT_MODEL = "ViT-B-32-256:datacomp_s34b_b86k"
+DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
 DEVICES = "auto, cpu, cuda or cuda:N"
 _DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 _N = TypeVar("_N", int, float)

@@ -235,4 +235,4 @@ def test_unreachable_hub_fails_in_one_line(tmp_path, store):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: could not download or load ViT-B-32-256:datacomp_s34b_b86k: the model hub")
+    assert lines[0].startswith("error: could not download or load ViT-B-32:laion2b_s34b_b79k: the model hub")

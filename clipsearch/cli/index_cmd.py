@@ -27,7 +27,7 @@ def index_command(
         "--model",
         "-m",
         envvar="CLIPSEARCH_MODEL",
-        help="Model spec; default: the store's model, or ViT-B-32-256:datacomp_s34b_b86k for a new store.",
+        help="Model spec; default: the store's model, or ViT-B-32:laion2b_s34b_b79k for a new store.",
     ),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", min=1, help="Images per model batch (default 256 on GPU, 32 on CPU)."

@@ -2,7 +2,8 @@
 
 MODEL_CACHE/onnx/<weights key>/          our export of a torch-loadable model (Immich layout)
 MODEL_CACHE/onnx/<weights key>.failed.json   an export that did not match torch (torch is used)
-MODEL_CACHE/hub/<owner>--<repo>/         a model downloaded once from the hub (Immich layout)
+MODEL_CACHE/hub/<owner>--<repo>/         a model downloaded once from the hub (Immich layout), also
+                                         an ARCH:TAG's published export where torch is not installed
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from pathlib import Path
 
 from clipsearch.errors import ModelError
 from clipsearch.models import layout
-from clipsearch.models.spec import ModelSpec, weights_key
+from clipsearch.models.spec import PUBLISHED_ONNX, ModelSpec, published_onnx_repo, weights_key
 
 log = logging.getLogger(__name__)
 BUNDLED_ONNX = "onnx"  # a bundled model's towers: BUNDLED_DIR/<name>/onnx/
 
 
 def torch_available() -> bool:
-    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("open_clip") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("open_clip") is not None
+    except ImportError:  # an import hook that refuses the package: not installed, as far as we are concerned
+        return False
 
 
 def export_dir(parsed: ModelSpec, cache_dir: Path) -> Path:
@@ -51,9 +55,16 @@ def onnx_folder(parsed: ModelSpec, spec: str, cache_dir: Path) -> Path | None:
         log.warning(f"{reason}; using torch")
         return None
     if not torch_available():
+        published = published_onnx_repo(parsed)
+        if published is not None:
+            # The same weights, exported by Immich: the store records ARCH:TAG either way.
+            from clipsearch.models.hub import download
+
+            return download(published, cache_dir)
         raise ModelError(
             f"{spec} must be exported to ONNX once, which needs torch: pip install 'clipsearch[torch]', "
-            "or use a model folder in the ONNX layout (--model PATH or hf:OWNER/REPO)"
+            "or use a model in the ONNX layout (--model PATH or hf:OWNER/REPO, or one of "
+            f"{', '.join(PUBLISHED_ONNX)}, which load published exports)"
         )
     from clipsearch.models.export import ExportMismatchError, export_model
 

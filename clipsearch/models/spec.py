@@ -6,7 +6,8 @@ Specs, in the order they are tried:
                   or a folder of ONNX towers in the Immich model-repository layout
   random:ARCH     random weights for tests and benchmarks; rankings are meaningless
   hf:OWNER/REPO   ONNX towers in the Immich layout, downloaded once from the Hugging Face hub
-  ARCH:TAG        open_clip pretrained weights, downloaded once into the model cache
+  ARCH:TAG        open_clip pretrained weights, downloaded once into the model cache (without torch,
+                  the published ONNX export of PUBLISHED_ONNX, under the same model id)
   ARCH:FILE       open_clip architecture with weights from a local .safetensors/.pt file
 """
 
@@ -23,6 +24,19 @@ from clipsearch.models.layout import is_onnx_dir, onnx_dir_model_id
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 CONFIGS_DIR = Path(__file__).parent / "configs"
 HUB_PREFIX = "hf:"
+# open_clip weights whose towers Immich publishes as ONNX in the layout we read (checked against
+# Immich's model list). An explicit table: the repository names spell some tags differently.
+PUBLISHED_ONNX = {
+    "ViT-B-32:laion2b_s34b_b79k": "immich-app/ViT-B-32__laion2b-s34b-b79k",
+    "ViT-B-32:laion2b_e16": "immich-app/ViT-B-32__laion2b_e16",
+    "ViT-B-32:laion400m_e31": "immich-app/ViT-B-32__laion400m_e31",
+    "ViT-B-32:laion400m_e32": "immich-app/ViT-B-32__laion400m_e32",
+    "ViT-B-32:openai": "immich-app/ViT-B-32__openai",
+    "ViT-B-16:laion400m_e31": "immich-app/ViT-B-16__laion400m_e31",
+    "ViT-B-16:laion400m_e32": "immich-app/ViT-B-16__laion400m_e32",
+    "ViT-B-16:openai": "immich-app/ViT-B-16__openai",
+    "ViT-L-14:openai": "immich-app/ViT-L-14__openai",
+}
 
 
 def bundled_models() -> list[str]:
@@ -51,7 +65,7 @@ class ModelSpec:
 def parse_model_spec(spec: str) -> ModelSpec:
     spec = spec.strip()
     if not spec:
-        raise ModelError("empty --model; pass e.g. ViT-B-32-256:datacomp_s34b_b86k")
+        raise ModelError("empty --model; pass e.g. ViT-B-32:laion2b_s34b_b79k")
     if spec in bundled_models():
         return ModelSpec("bundled", path=BUNDLED_DIR / spec)
     path = Path(spec).expanduser()
@@ -82,10 +96,17 @@ def parse_model_spec(spec: str) -> ModelSpec:
     if looks_like_path(spec):
         raise ModelError(f"model path {spec} does not exist")
     raise ModelError(
-        f"unknown model {spec!r}: use ARCH:TAG (e.g. ViT-B-32-256:datacomp_s34b_b86k), a checkpoint "
+        f"unknown model {spec!r}: use ARCH:TAG (e.g. ViT-B-32:laion2b_s34b_b79k), a checkpoint "
         f"or ONNX folder, hf:OWNER/REPO, random:ARCH, or a bundled model "
         f"({', '.join(bundled_models()) or 'none installed'})"
     )
+
+
+def published_onnx_repo(parsed: ModelSpec) -> str | None:
+    """The hub repository of a pretrained spec's published ONNX export, or None."""
+    if parsed.kind != "pretrained":
+        return None
+    return PUBLISHED_ONNX.get(f"{parsed.arch}:{parsed.tag}")
 
 
 def looks_like_path(spec: str) -> bool:
