@@ -20,7 +20,7 @@ from query_latency import query_texts
 
 from clipsearch.models import load_encoder
 
-ARCH_SPEC = "random:ViT-B-32-256"  # the default model's architecture
+ARCH_SPEC = "random:ViT-B-32-256"  # rclip's model's architecture (the default, ViT-B-32, at 256 px)
 BUNDLED = "shapes-mini"
 K = 10
 
@@ -164,7 +164,7 @@ Command: `{command_line("runtimes", quick)}`
 
 Machine: {machine_line(res["machine"])}
 
-Same weights (`{res["model"]}`, the default model's architecture with seeded random weights), same process, runs
+Same weights (`{res["model"]}`, rclip's model's architecture with seeded random weights; the default ViT-B-32 is the same at 224 px), same process, runs
 interleaved. ONNX Runtime runs the product's export (opset 18, checked against torch: min cosine
 {im["cos_min"]:.6f} on images, {tx["cos_onnx_torch_min"]:.6f} on texts); {_export_note(res["first_onnx_load_s"])}.
 
