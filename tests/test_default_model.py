@@ -16,7 +16,6 @@ import pytest
 from conftest import MODEL
 from test_startup import ABSENT
 
-from clipsearch.errors import ModelError
 from clipsearch.models import layout, load_encoder, model_id_for, parse_model_spec
 from clipsearch.models.repository import export_dir
 from clipsearch.models.spec import PUBLISHED_ONNX
@@ -24,8 +23,7 @@ from clipsearch.settings import DEFAULT_MODEL
 
 # A light install (ABSENT), a mocked hub that copies SOURCE and records the repository asked for.
 LIGHT_PROBE = (
-    ABSENT
-    + "import json, shutil, sys\n"
+    ABSENT + "import json, shutil, sys\n"
     "import huggingface_hub\n"
     "from pathlib import Path\n"
     "source, cache, spec = sys.argv[1:4]\n"
