@@ -40,6 +40,12 @@ class Original:
     mtime_ns: int
     content_hash: str | None
     indexed_at: datetime | None  # naive UTC: when the row was last written
+    path_bytes: bytes | None = None  # the name's exact bytes when it is not valid UTF-8 (`path` is escaped)
+
+    @property
+    def fs_path(self) -> str:
+        """The path to open: the original bytes' form when `path` shows an escaped name."""
+        return os.fsdecode(self.path_bytes) if self.path_bytes is not None else self.path
 
 
 def lookup(catalog: Catalog, image_id: int) -> Original | None:
@@ -52,6 +58,7 @@ def lookup(catalog: Catalog, image_id: int) -> Original | None:
         ImageRow.mtime_ns,
         ImageRow.content_hash,
         ImageRow.indexed_at,
+        ImageRow.path_bytes,
     )
     stmt = select(*cols).where(ImageRow.id == int(image_id), ImageRow.status == FileStatus.OK.value)
     with catalog.engine.connect() as conn:
@@ -64,10 +71,11 @@ def open_original(original: Original) -> tuple[BinaryIO, os.stat_result]:
 
     Raises OriginalMissingError when it is gone, OriginalChangedError when something else is there.
     """
-    path = original.path
+    # Messages show the escaped name; the file system is asked with the original bytes.
+    path, fs_path = original.path, original.fs_path
     _check_folders(original)
     try:
-        link = os.lstat(path)
+        link = os.lstat(fs_path)
     except FileNotFoundError as exc:
         raise OriginalMissingError(
             f"{path} is no longer on disk; run `clipsearch index` on its folder to update the catalog"
@@ -81,7 +89,7 @@ def open_original(original: Original) -> tuple[BinaryIO, os.stat_result]:
     else:
         flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags)
+        fd = os.open(fs_path, flags)
     except OSError as exc:
         raise OriginalChangedError(f"{path} changed while being opened ({exc.strerror or exc}); not served") from exc
     st = os.fstat(fd)
@@ -109,11 +117,11 @@ def _older_than_row(link: os.stat_result, original: Original) -> bool:
 
 
 def _check_folders(original: Original) -> None:
-    root = original.root.rstrip(os.sep)
-    if not original.path.startswith(root + os.sep):
+    root, fs_path = original.root.rstrip(os.sep), original.fs_path
+    if not fs_path.startswith(root + os.sep):
         return  # a file indexed as its own root: no folders of ours in between
     folder = root
-    for part in original.path[len(root) + 1 :].split(os.sep)[:-1]:
+    for part in fs_path[len(root) + 1 :].split(os.sep)[:-1]:
         folder = os.path.join(folder, part)
         try:
             st = os.lstat(folder)

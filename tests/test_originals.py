@@ -122,3 +122,21 @@ def test_a_photo_indexed_through_a_link_is_served(backend, home, tmp_path):
             originals.read_original(found)
     finally:
         store.close()
+
+
+def test_a_file_whose_name_is_not_utf8_is_served_by_its_original_bytes(backend, home, tmp_path):
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")
+    save_image(pattern_image(3), tmp_path / "staged.jpg")
+    os.rename(tmp_path / "staged.jpg", raw)
+    index_json(folder)
+    row = next(r for r in catalog_rows(home).values() if r["path_bytes"] == raw)
+    opened = Store.open(Settings.from_env(home))
+    try:
+        found = originals.lookup(opened.catalog, row["id"])
+    finally:
+        opened.close()
+    assert found is not None and found.path == str(folder / "caf\\xe9.jpg")
+    with open(raw, "rb") as fh:
+        assert originals.read_original(found) == fh.read()

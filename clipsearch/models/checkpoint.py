@@ -54,7 +54,7 @@ def read_config(path: Path) -> dict:
     try:
         return json.loads((path / CONFIG_NAME).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path} is not a readable clipsearch/open_clip checkpoint: {exc}") from None
+        raise ModelError(f"{path} is not a readable clipsearch/open_clip checkpoint: {exc}") from exc
 
 
 def checkpoint_model_id(path: Path) -> str:

@@ -42,7 +42,7 @@ def download(repo: str, cache_dir: Path) -> Path:
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"could not download hf:{repo}: {_reason(exc)}") from None
+        raise ModelError(f"could not download hf:{repo}: {_reason(exc)}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -46,7 +46,7 @@ def read_json(path: Path, name: str) -> dict:
     except FileNotFoundError:
         return {}
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path / name} is not readable JSON ({exc}); delete {path} to export it again") from None
+        raise ModelError(f"{path / name} is not readable JSON ({exc}); delete {path} to export it again") from exc
 
 
 def onnx_dir_model_id(path: Path) -> str:

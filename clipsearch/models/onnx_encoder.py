@@ -33,7 +33,7 @@ def _session(path: Path, threads: int | None):
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelError(f"ONNX Runtime cannot load {path}: {exc}; delete the folder to export it again") from None
+        raise ModelError(f"ONNX Runtime cannot load {path}: {exc}; delete the folder to export it again") from exc
 
 
 class _Tower:

@@ -162,7 +162,7 @@ def _create(open_clip, name: str, pretrained: str | None, cache_dir: Path | None
             raise ModelError(
                 f"unknown architecture {name!r}; "
                 '`python -c "import open_clip; print(open_clip.list_models())"` lists them'
-            ) from None
+            ) from exc
         raise
 
 
@@ -208,7 +208,7 @@ def build_model(parsed: ModelSpec, spec: str, cache_dir: Path | None):
         try:
             model = open_clip.create_model(name)
         except Exception as exc:
-            raise ModelError(f"cannot load checkpoint {parsed.path}: {exc}") from None
+            raise ModelError(f"cannot load checkpoint {parsed.path}: {exc}") from exc
         return model.float().eval(), open_clip.get_tokenizer(name)
     if parsed.kind == "random":
         # Seeded so that every process builds the same random model: a store indexed
@@ -222,7 +222,7 @@ def build_model(parsed: ModelSpec, spec: str, cache_dir: Path | None):
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelError(f"cannot load weights {parsed.path} into {parsed.arch}: {exc}") from None
+            raise ModelError(f"cannot load weights {parsed.path} into {parsed.arch}: {exc}") from exc
     elif parsed.kind == "pretrained":
         model = _pretrained(open_clip, parsed, spec, cache_dir)
     else:
@@ -249,7 +249,7 @@ def _pretrained(open_clip, parsed: ModelSpec, spec: str, cache_dir: Path | None)
             f"from the model hub into {cache_dir or 'the model cache'}; check your internet connection, "
             "or use a local checkpoint folder or a bundled model "
             f"({', '.join(bundled_models()) or 'none installed'})"
-        ) from None
+        ) from exc
 
 
 def load_torch_encoder(

@@ -22,7 +22,7 @@ def int8_text_tower(folder: Path, model_id: str, cache_dir: Path) -> Path:
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
-        raise ModelError(f"the int8 text tower needs the onnx package ({exc}); pip install onnx") from None
+        raise ModelError(f"the int8 text tower needs the onnx package ({exc}); pip install onnx") from exc
     log.info(f"quantising the text tower of {model_id} to int8 (once, into {target})")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
