@@ -33,6 +33,21 @@ class Store:
     def model(self) -> StoreModel | None:
         return self.catalog.facts.model()
 
+    def facts(self) -> dict[str, object]:
+        """What `clipsearch status --json` and `/api/status` report, before the index is opened
+        (callers that hold the index fill in `vectors` and `index_kind`)."""
+        model, stats = self.model, self.catalog.facts.stats()
+        return {
+            "home": str(self.settings.home),
+            "catalog": self.location,
+            "model": model.model_id if model else None,
+            "dim": model.dim if model else None,
+            "images": stats.images,
+            "failed": stats.failed,
+            "vectors": 0,
+            "index_kind": None,
+        }
+
     def resolve_model(self, requested: str | None) -> str:
         """The model spec to use: the requested one if compatible, else the store's own."""
         current = self.model

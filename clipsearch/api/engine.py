@@ -82,19 +82,8 @@ class ApiEngine:
 
     def status(self) -> dict:
         """The store's facts, as `clipsearch status --json` prints them."""
-        settings, model = self.store.settings, self.store.model
-        stats = self.store.catalog.facts.stats()
-        info = {
-            "home": str(settings.home),
-            "catalog": self.store.location,
-            "model": model.model_id if model else None,
-            "dim": model.dim if model else None,
-            "images": stats.images,
-            "failed": stats.failed,
-            "vectors": 0,
-            "index_kind": None,
-        }
-        if model is not None and stats.images:
+        info = self.store.facts()
+        if info["model"] is not None and info["images"]:
             service = self.service()
             with self._lock:
                 service.refresh()

@@ -16,22 +16,10 @@ def status_command(
     failures: bool = typer.Option(False, "--failures", help="List the files that failed to index."),
 ) -> None:
     """Show the store's model, image counts and index."""
-    settings = ctx.obj.settings
     store = open_store(ctx)
-    model = store.model
-    stats = store.catalog.facts.stats()
-    info = {
-        "home": str(settings.home),
-        "catalog": store.location,
-        "model": model.model_id if model else None,
-        "dim": model.dim if model else None,
-        "images": stats.images,
-        "failed": stats.failed,
-        "vectors": 0,
-        "index_kind": None,
-    }
+    info = store.facts()
     notes: list[str] = []
-    if model is not None:
+    if store.model is not None:
         index, notes = store.vector_index()
         info.update(vectors=index.ntotal, index_kind=index.kind)
     if failures:
