@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -152,6 +153,11 @@ PHOTOS_COUNT = 14
 
 
 # -- the CLI --------------------------------------------------------------------------------
+
+
+def index_argv(folder, *extra: str) -> list[str]:
+    """The real `clipsearch index FOLDER` command line (test model), for tests that run it as a process."""
+    return [sys.executable, "-m", "clipsearch", "index", str(folder), "--model", MODEL, *extra]
 
 
 def run_cli(*args, env: dict | None = None):

@@ -7,12 +7,11 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from conftest import MODEL, catalog_rows, index_json, make_photos, query_json, status_json
+from conftest import catalog_rows, index_argv, index_json, make_photos, query_json, status_json
 
 TRIALS = 20
 PHOTOS = 240
@@ -21,19 +20,7 @@ PHOTOS = 240
 def _start(folder: Path, home: Path) -> subprocess.Popen:
     env = {**os.environ, "CLIPSEARCH_HOME": str(home)}
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clipsearch",
-            "index",
-            str(folder),
-            "--model",
-            MODEL,
-            "--batch-size",
-            "8",
-            "--workers",
-            "1",
-        ],
+        index_argv(folder, "--batch-size", "8", "--workers", "1"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

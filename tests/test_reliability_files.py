@@ -11,29 +11,16 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, catalog_rows, index_json, make_photos, ok, run_cli
+from conftest import MODEL, catalog_rows, index_argv, index_json, make_photos, ok, run_cli
 
 
 def _index_subprocess(folder: Path, home: Path, *extra: str, timeout: float = 120) -> dict:
     env = {**os.environ, "CLIPSEARCH_HOME": str(home)}
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "clipsearch",
-            "index",
-            str(folder),
-            "--model",
-            MODEL,
-            "--json",
-            "--workers",
-            "4",
-            *extra,
-        ],
+        index_argv(folder, "--json", "--workers", "4", *extra),
         env=env,
         capture_output=True,
         text=True,

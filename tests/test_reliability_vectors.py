@@ -13,12 +13,11 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODEL, catalog_rows, index_json, ok, pattern_image, query_json, run_cli, save_image
+from conftest import catalog_rows, index_argv, index_json, ok, pattern_image, query_json, run_cli, save_image
 
 # Photo-sized JPEGs: big enough that a JPEG draft at the thumbnail's size (320 px) and one at the
 # model's (2 x 32 px for the test model) decode different pixels.
@@ -37,19 +36,7 @@ def _vectors(home: Path) -> dict[str, bytes]:
 
 def _index_killed_at(folder: Path, home: Path, fault: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CLIPSEARCH_HOME": str(home), "CLIPSEARCH_FAULT": fault}
-    args = [
-        sys.executable,
-        "-m",
-        "clipsearch",
-        "index",
-        str(folder),
-        "--model",
-        MODEL,
-        "--batch-size",
-        "8",
-        "--workers",
-        "1",
-    ]
+    args = index_argv(folder, "--batch-size", "8", "--workers", "1")
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
 
