@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from clipsearch.models import BUNDLED_DIR, bundled_models, model_id_for
+from clipsearch.models.prompts import query_prompts
 
 
 def bundled() -> list[dict]:
@@ -14,6 +15,7 @@ def bundled() -> list[dict]:
     for name in bundled_models():
         config = json.loads((BUNDLED_DIR / name / "open_clip_config.json").read_text())
         model_cfg = config.get("model_cfg", config)
+        prompts = query_prompts(name)
         rows.append(
             {
                 "spec": name,
@@ -21,6 +23,7 @@ def bundled() -> list[dict]:
                 "embed_dim": model_cfg.get("embed_dim"),
                 "image_size": model_cfg.get("vision_cfg", {}).get("image_size"),
                 "path": str(BUNDLED_DIR / name),
+                "query_prompts": {"default": prompts.default, "templates": list(prompts.templates)},
             }
         )
     return rows

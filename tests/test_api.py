@@ -63,7 +63,12 @@ def _check_search(http, photos) -> None:
     cli = run_cli(
         "query", "a photo + 2:red - blue", "--plus", "green", "--minus", "0.5:dark", "-k", "4", "--json", "--no-server"
     )
-    assert {name: answer[name] for name in ("terms", "results", "notes")} == json.loads(ok(cli).stdout)
+    assert {name: answer[name] for name in ("terms", "prompts", "results", "notes")} == json.loads(ok(cli).stdout)
+    # raw=false averages text terms with the model's prompt templates, as `query --prompts` does.
+    prompted = http.post("/api/search", json={"q": "a photo - blue", "k": 4, "raw": False}).json()
+    cli = run_cli("query", "a photo - blue", "-k", "4", "--prompts", "--json", "--no-server")
+    assert prompted["prompts"]["used"] is True and prompted["results"] == json.loads(ok(cli).stdout)["results"]
+    assert http.get("/api/search", params={"q": "a photo", "raw": "true"}).json()["prompts"]["used"] is False
     assert [t["weight"] for t in answer["terms"]] == [1, 2, 1, -1, -0.5]
     exif = str(photos / "exif")
     filtered = {"q": "a photo", "k": 20, "folder": exif, "after": "2020-01-01", "min_score": -1}

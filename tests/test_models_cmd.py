@@ -19,6 +19,7 @@ def test_models_lists_bundled_open_clip_and_cache(home, monkeypatch):
     assert [row["spec"] for row in info["bundled"]] == bundled_models()
     for row in info["bundled"]:
         assert row["model_id"] == model_id_for(row["spec"]) and row["embed_dim"] > 0
+        assert set(row["query_prompts"]) == {"default", "templates"}  # recorded by bench/prompts.py
     specs = {row["spec"]: row for row in info["open_clip"]}
     assert len(specs) > 100  # open_clip's own table, read offline
     default = specs["ViT-B-32-256:datacomp_s34b_b86k"]

@@ -147,6 +147,18 @@ def test_query_shows_scored_results_best_first_with_timing(store):
     assert url(at) == {"q": "a red square"}, "the search is in the URL"
 
 
+def test_text_prompts_control_matches_the_cli_and_travels_in_the_url(store):
+    at = search(start(), "a red square")
+    assert "Words embedded with the prompts" not in texts(at.caption)  # random weights: off by default
+    at.sidebar.selectbox(key="prompts").set_value("prompts").run()
+    assert not at.exception, at.exception
+    assert "Words embedded with the prompts a photo of {}." in texts(at.caption)
+    cli = [Path(hit["path"]).name for hit in query_json("a red square", "-k", N_IMAGES, "--prompts")]
+    assert names(at) == cli and cli != [Path(h["path"]).name for h in query_json("a red square", "-k", N_IMAGES)]
+    assert url(at) == {"q": "a red square", "prompts": "prompts"}
+    assert names(start(q="a red square", prompts="prompts")) == cli
+
+
 def test_load_more_stops_at_exact_page_boundaries(store):
     at = start(q="a red square", n="12")
     assert len(cards(at)) == 12 and "12 results so far" in texts(at.caption)
@@ -193,6 +205,7 @@ def test_url_round_trip_of_every_field():
         pages=3,
         plus=("snow", "2:[x](y)"),
         minus=("people",),
+        prompts="prompts",
     )
     assert from_params(to_params(full)) == (full, [])
     assert to_params(PageInput()) == {}

@@ -109,6 +109,7 @@ def read_inputs() -> PageInput:
         pages=int(ss.pages),
         plus=term_values(1),
         minus=term_values(-1),
+        prompts=ss.prompts,
     )
 
 
@@ -150,6 +151,8 @@ def show_results(engine: Engine, inp: PageInput, results: Results, settings: Set
     combined = terms_used(results.terms)
     if combined:
         st.text(combined)  # the terms are the user's words (or a shared link's): plain text
+    if results.prompts.get("used"):
+        st.caption(f"Words embedded with the prompts {' · '.join(results.prompts['templates'])}")
     for i, note in enumerate(results.notes):
         notice("info", note, key=f"note-{i}")
     if not hits:

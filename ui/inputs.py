@@ -14,6 +14,8 @@ from clipsearch.search import QueryTerm, SearchRequest
 PAGE_SIZES = (12, 24, 48, 96)
 DEFAULT_PAGE_SIZE = 48
 MAX_PAGES = 50
+# How text terms are embedded: the model's recorded default, as typed, or averaged with its prompt templates.
+PROMPT_MODES = {"default": None, "raw": True, "prompts": False}  # -> SearchRequest.raw
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 
 
@@ -36,6 +38,7 @@ class PageInput:
     pages: int = 1  # pages shown ("load more" adds one)
     plus: tuple[str, ...] = ()  # further terms to look for ("+ add term"); "2:snow" weighs one
     minus: tuple[str, ...] = ()  # terms to push out of the results ("− exclude")
+    prompts: str = "default"  # a key of PROMPT_MODES
 
     @property
     def is_empty(self) -> bool:
@@ -63,6 +66,7 @@ class PageInput:
             self.min_score,
             self.terms(self.plus),
             self.terms(self.minus),
+            self.prompts,
         )
 
     def without(self, *filters: str) -> PageInput:
@@ -99,6 +103,7 @@ def build_request(inp: PageInput, offset: int, k: int, max_megapixels: float) ->
         min_score=inp.min_score if inp.min_score > 0 else None,
         taken_after=datetime.combine(inp.after, time.min) if inp.after else None,
         taken_before=datetime.combine(inp.before, time.max) if inp.before else None,
+        raw=PROMPT_MODES.get(inp.prompts),
     )
 
 
@@ -118,6 +123,7 @@ def to_params(inp: PageInput) -> dict[str, list[str]]:
         "min": [f"{inp.min_score:g}"] if inp.min_score > 0 else [],
         "n": [] if inp.page_size == DEFAULT_PAGE_SIZE else [str(inp.page_size)],
         "page": [] if inp.pages <= 1 else [str(inp.pages)],
+        "prompts": [] if inp.prompts == "default" else [inp.prompts],
     }
     return {key: [v for v in values if v] for key, values in params.items() if any(values)}
 
@@ -155,5 +161,6 @@ def from_params(params: Mapping[str, Sequence[str]]) -> tuple[PageInput, list[st
         pages=parsed("page", int, lambda v: 1 <= v <= MAX_PAGES) or 1,
         plus=tuple(params.get("plus", ())),
         minus=tuple(params.get("minus", ())),
+        prompts=parsed("prompts", str, lambda v: v in PROMPT_MODES) or "default",
     )
     return inp, problems

@@ -7,12 +7,13 @@ from datetime import date
 import streamlit as st
 
 from clipsearch.store import Store
-from clipsearch.ui.inputs import PAGE_SIZES
+from clipsearch.ui.inputs import PAGE_SIZES, PROMPT_MODES
 from clipsearch.ui.state import Engine, index_running
 from clipsearch.ui.text import count
 
 EARLIEST_DATE = date(1900, 1, 1)
 MAX_FAILURES_LISTED = 50
+PROMPT_LABELS = {"default": "model default", "raw": "as typed", "prompts": "with prompt templates"}
 
 
 def filters(folders: dict[str, int]) -> None:
@@ -42,6 +43,14 @@ def filters(folders: dict[str, int]) -> None:
         help="Cosine similarity to the query; 0 shows everything.",
     )
     sb.selectbox("Results per page", PAGE_SIZES, key="page_size")
+    sb.selectbox(
+        "Text prompts",
+        list(PROMPT_MODES),
+        key="prompts",
+        format_func=PROMPT_LABELS.get,
+        help="How words are embedded: as typed, or averaged with the model's prompt templates "
+        "('a photo of …'). The model's default is what a benchmark found best for it.",
+    )
 
 
 def store_status(store: Store, engine: Engine | None) -> None:

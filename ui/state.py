@@ -118,6 +118,7 @@ class Results:
     total_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
     terms: list[dict] = field(default_factory=list)  # how the service combined the query
+    prompts: dict = field(default_factory=dict)  # whether words were averaged with prompt templates
 
     def needs(self, shown: int) -> int:
         """How many more hits to ask for to show `shown` and know whether more exist (0: none)."""
@@ -133,6 +134,7 @@ class Results:
         self.total_ms = result.timings.get("total_ms", 0.0)
         self.notes = list(result.notes)
         self.terms = list(result.terms)
+        self.prompts = dict(result.prompts)
 
     def has_more(self, shown: int) -> bool:
         return len(self.hits) > shown
@@ -156,6 +158,7 @@ def session_defaults() -> None:
         "before": None,
         "min_score": 0.0,
         "page_size": DEFAULT_PAGE_SIZE,
+        "prompts": "default",
     }
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)

@@ -26,6 +26,7 @@ def _set_widgets(inp: PageInput) -> None:
     ss.after, ss.before = inp.after, inp.before
     ss.min_score = inp.min_score
     ss.page_size = inp.page_size
+    ss.prompts = inp.prompts
     ss.like_id = inp.like_id
     ss.pages = inp.pages
     ss.terms = []

@@ -29,7 +29,9 @@ def models_command(
         return
     typer.echo("bundled (offline, in the package):")
     for row in info["bundled"]:
-        typer.echo(f"  {row['spec']:<40} dim {row['embed_dim']:<5} {row['image_size']} px  {row['model_id']}")
+        prompts = "queries with prompts" if row["query_prompts"]["default"] else "queries as typed"
+        dims = f"dim {row['embed_dim']:<5} {row['image_size']} px"
+        typer.echo(f"  {row['spec']:<40} {dims}  {row['model_id']}  {prompts}")
     if info["open_clip"] is None:
         typer.echo("open_clip pretrained: open_clip is not installed (pip install torch open_clip_torch to list them)")
     else:

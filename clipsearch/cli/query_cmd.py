@@ -53,6 +53,12 @@ def query_command(
     ),
     after: Optional[datetime] = typer.Option(None, "--after", help="Only photos taken on/after this date (EXIF)."),
     before: Optional[datetime] = typer.Option(None, "--before", help="Only photos taken on/before this date (EXIF)."),
+    raw: Optional[bool] = typer.Option(
+        None,
+        "--raw/--prompts",
+        help="--raw: embed text terms as typed; --prompts: average each with the model's prompt templates "
+        "('a photo of {}.' ...). Default: as recorded with the model (`clipsearch models` shows it).",
+    ),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec; default: the store's model."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     runtime: Optional[str] = typer.Option(
@@ -73,11 +79,11 @@ def query_command(
         fields = dict(
             q=text, plus=plus, minus=minus, k=k, offset=offset, folder=folder, min_score=min_score,
             after=after, before=before, camera=camera, min_width=min_width, min_height=min_height, tag=tag, sort=sort,
-            file_types=[t for value in file_types for t in value.split(",") if t.strip()],
+            raw=raw, file_types=[t for value in file_types for t in value.split(",") if t.strip()],
         )  # fmt: skip
         answer = answer_from_server(settings, fields, image)
         if answer is not None:
-            result = {name: answer[name] for name in ("terms", "results", "notes")}
+            result = {name: answer.get(name) for name in ("terms", "prompts", "results", "notes")}
             print_results(result, answer["notes"], answer["warnings"], as_json)
             return
     from clipsearch.search import QueryTerm, SearchRequest, SearchService, load_query_image, parse_query
@@ -101,6 +107,7 @@ def query_command(
         min_height=min_height,
         tag=tag,
         sort=sort,
+        raw=raw,
     )
     request.validate()
     service = SearchService.open(store, model, device)
@@ -137,6 +144,8 @@ def print_results(result: dict, notes: list[str], warnings: list[str], as_json: 
         return
     if len(result["terms"]) > 1:
         err(f"query: {describe_terms(result['terms'])}")
+    if (result.get("prompts") or {}).get("used"):
+        err(f"text embedded with the prompts {', '.join(result['prompts']['templates'])} (--raw: as typed)")
     if not result["results"]:
         typer.echo("no results")
         return

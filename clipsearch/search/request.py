@@ -50,6 +50,11 @@ class SearchRequest:
       sort          "score" (best first, the default), "date" (the top matches by capture time, oldest
                     first) or "date-desc" (newest first); undated photos come last either way
 
+    Text embedding:
+      raw           True: text terms are embedded as typed; False: each is averaged with the model's
+                    prompt templates ("a photo of {}." ..., prompt ensembling); None (the default): as
+                    the model's record says (`clipsearch.models.prompts`). Image terms are unaffected.
+
     Filters are applied before ranking: a filter matching few images ranks exactly among them, a
     broad one widens the approximate search, so k results come back whenever k images match.
     """
@@ -71,6 +76,7 @@ class SearchRequest:
     min_height: int | None = None
     tag: str | None = None
     sort: str = "score"
+    raw: bool | None = None
 
     def terms(self) -> list[tuple[int, QueryTerm]]:
         """Every term with its sign (+1 added, -1 subtracted), in the order they were given."""
@@ -144,10 +150,17 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)
     # The terms the query vector was built from: {"kind", "value", "weight"} (negative: subtracted).
     terms: list[dict[str, Any]] = field(default_factory=list)
+    # Whether text terms were averaged with prompt templates: {"used", "templates", "model_default"}.
+    prompts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape every front end prints or serves."""
-        return {"terms": self.terms, "results": [hit.to_dict() for hit in self.hits], "notes": self.notes}
+        return {
+            "terms": self.terms,
+            "prompts": self.prompts,
+            "results": [hit.to_dict() for hit in self.hits],
+            "notes": self.notes,
+        }
 
 
 def load_query_image(path: Path, max_megapixels: float, what: str = "--image") -> Image.Image:

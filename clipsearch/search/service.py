@@ -11,8 +11,10 @@ import numpy as np
 from clipsearch.catalog import ImageMeta, RowFilter
 from clipsearch.errors import EmptyStoreError, QueryError
 from clipsearch.models import Encoder
+from clipsearch.models.prompts import QueryPrompts, query_prompts
 from clipsearch.search.filters import row_filter
 from clipsearch.search.request import SearchHit, SearchRequest, SearchResult
+from clipsearch.search.tagging import label_embeddings
 from clipsearch.search.terms import QueryTerm
 from clipsearch.store import Store
 from clipsearch.vectors import VectorIndex
@@ -35,6 +37,19 @@ class SearchService:
         self.encoder = encoder
         self.index = index
         self.open_notes = notes or []
+        self._prompts: QueryPrompts | None = None
+
+    @property
+    def prompts(self) -> QueryPrompts:
+        """The encoder's model's query prompt templates and their default (read once, no weights loaded)."""
+        if self._prompts is None:
+            self._prompts = query_prompts(getattr(self.encoder, "spec", None))
+        return self._prompts
+
+    def uses_prompts(self, req: SearchRequest) -> bool:
+        """Whether the request's text terms are averaged with the model's prompt templates."""
+        has_text = any(term.text is not None for _, term in req.terms())
+        return has_text and (self.prompts.default if req.raw is None else not req.raw)
 
     @classmethod
     def open(cls, store: Store, model: str | None = None, device: str = "auto") -> SearchService:
@@ -58,7 +73,7 @@ class SearchService:
     def query_vector(self, req: SearchRequest, notes: list[str]) -> np.ndarray:
         """The weighted sum of the request's normalised term vectors, renormalised."""
         signed = req.terms()
-        vectors = self._term_vectors([term for _, term in signed], notes)
+        vectors = self._term_vectors([term for _, term in signed], notes, self.uses_prompts(req))
         weights = np.array([sign * term.weight for sign, term in signed], dtype=np.float32)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         q: np.ndarray = weights @ vectors
@@ -67,17 +82,22 @@ class SearchService:
             raise QueryError("the query's terms cancel each other out: change a weight or drop a term")
         return (q / norm).astype(np.float32)
 
-    def _term_vectors(self, terms: list[QueryTerm], notes: list[str]) -> np.ndarray:
-        """One row per term; texts are encoded in one batch."""
+    def _term_vectors(self, terms: list[QueryTerm], notes: list[str], prompted: bool = False) -> np.ndarray:
+        """One row per term; texts are encoded in one batch (with their prompt templates when `prompted`)."""
         rows: list[np.ndarray | None] = [None] * len(terms)
         texts = [(i, " ".join(t.text.split())) for i, t in enumerate(terms) if t.text is not None]
+        ensemble = self.prompts.ensemble if prompted else ["{}"]
         for _, text in texts:
             limit = self.encoder.context_length
-            if self.encoder.count_tokens(text) > limit:
+            if max(self.encoder.count_tokens(p.replace("{}", text)) for p in ensemble) > limit:
                 shown = repr(text if len(text) <= 40 else text[:40] + "...")
                 notes.append(f"the term {shown} is longer than the model's {limit}-token context; its end was ignored")
         if texts:
-            encoded = np.asarray(self.encoder.encode_texts([text for _, text in texts]), dtype=np.float32)
+            plain = [text for _, text in texts]
+            if prompted:  # the mean of the normalised raw and templated embeddings, as `clipsearch tag` does
+                encoded = label_embeddings(self.encoder, plain, ensemble)
+            else:
+                encoded = np.asarray(self.encoder.encode_texts(plain), dtype=np.float32)
             for (i, _), vector in zip(texts, encoded, strict=True):
                 rows[i] = vector
         for i, term in enumerate(terms):
@@ -119,7 +139,15 @@ class SearchService:
             notes += self._empty_folder_note(rows.folder)
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         terms = [term.describe(sign) for sign, term in req.terms()]
-        return SearchResult(hits, timings, notes, terms)
+        return SearchResult(hits, timings, notes, terms, self._prompts_used(req))
+
+    def _prompts_used(self, req: SearchRequest) -> dict[str, object]:
+        used = self.uses_prompts(req)
+        return {
+            "used": used,
+            "templates": list(self.prompts.templates) if used else [],
+            "model_default": self.prompts.default,
+        }
 
     def _empty_folder_note(self, folder: str) -> list[str]:
         if self.store.catalog.results.filtered_ids(RowFilter(folder=folder), limit=0) is None:
