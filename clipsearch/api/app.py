@@ -122,14 +122,16 @@ def _result_json(engine: ApiEngine, request: SearchRequest, result: SearchResult
     }
 
 
-async def _answer(engine: ApiEngine, request: SearchRequest) -> dict:
+async def _answer(engine: ApiEngine, request: SearchRequest) -> Response:
     result = await run_in_threadpool(engine.search, request)
-    return _result_json(engine, request, result)
+    # A response, not a dict: FastAPI would validate the dict against the route's return type
+    # and encode it again through pydantic (jsonable_encoder alone took 0.18 ms for 10 hits).
+    return JSONResponse(_result_json(engine, request, result))
 
 
 def _add_search_routes(app: FastAPI, engine: ApiEngine) -> None:
     @app.get("/api/search", summary="Search by text (and filters)", openapi_extra={"parameters": openapi_parameters()})
-    async def search_get(request: Request) -> dict:
+    async def search_get(request: Request) -> Response:
         return await _answer(engine, build_request(request.query_params.multi_items()))
 
     body_doc = {
@@ -154,7 +156,7 @@ def _add_search_routes(app: FastAPI, engine: ApiEngine) -> None:
     @app.post(
         "/api/search", summary="Search by text and/or an example image (JSON or multipart)", openapi_extra=body_doc
     )
-    async def search_post(request: Request) -> dict:
+    async def search_post(request: Request) -> Response:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
             try:
@@ -173,7 +175,7 @@ def _add_search_routes(app: FastAPI, engine: ApiEngine) -> None:
         summary="Images like an indexed one (its own vector)",
         openapi_extra={"parameters": [p for p in openapi_parameters() if p["name"] not in ("q", "text")]},
     )
-    async def similar(image_id: str, request: Request) -> dict:
+    async def similar(image_id: str, request: Request) -> Response:
         found = await run_in_threadpool(engine.original, _id(image_id))
         return await _answer(engine, build_request(request.query_params.multi_items(), image_id=found.id))
 

@@ -1,10 +1,13 @@
 """What the HTTP API serves, without HTTP: one store's search service, its images and its facts.
 
-The model, catalog and index load once per server process. Searches catch the index up with
-what an index run committed since the last one (as the web page does), so a running server
-sees new batches without a restart. Route handlers run in threads: one lock serialises the
-searches (they share one FAISS index that catching up mutates; on 2 cores the text tower is
-the bottleneck either way).
+The model, catalog and index load once per server process. Every search first checks the
+catalog's change counter (one small read) and catches the index up with what an index run
+committed since (as the web page does), so a running server sees new batches without a restart.
+
+Route handlers run in threads, and concurrent searches run together: they share the FAISS index
+under a readers-writer lock (searching only reads it; catching up mutates it, alone), read the
+catalog through its connection pool, and their text encodings that arrive together go to the
+model as one batch (clipsearch.api.batching).
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from typing import BinaryIO
 from PIL import Image
 
 from clipsearch import originals
+from clipsearch.api.batching import BatchingEncoder
+from clipsearch.api.rwlock import ReadWriteLock
 from clipsearch.errors import ClipsearchError, EmptyStoreError, ImageDecodeError, QueryError
 from clipsearch.imaging import load_rgb
 from clipsearch.search import SearchRequest, SearchResult, SearchService
 from clipsearch.store import Store
 from clipsearch.thumbnails import Thumbnails
+from clipsearch.vectors.sync import catch_up
 
 
 class UnknownImageError(ClipsearchError):
@@ -38,21 +44,31 @@ class Limits:
     max_upload_megapixels: float = 40.0
 
 
+class _SharedService(SearchService):
+    """The search service of a server: the engine catches the shared index up, under its write lock."""
+
+    def refresh(self) -> None:
+        pass
+
+
 class ApiEngine:
     def __init__(self, store: Store, limits: Limits = Limits()):
         self.store = store
         self.limits = limits
         self.thumbs = Thumbnails.for_settings(store.settings)
         self._service: SearchService | None = None
-        self._lock = threading.Lock()
+        self._opening = threading.Lock()
+        self._index_lock = ReadWriteLock()
 
     # -- the search service, opened once (or on the first request after a first index run) ------
 
     def service(self) -> SearchService:
         if self._service is None:
-            with self._lock:
+            with self._opening:
                 if self._service is None:
-                    self._service = SearchService.open(self.store)
+                    service = _SharedService.open(self.store)
+                    service.encoder = BatchingEncoder(service.encoder)
+                    self._service = service
         return self._service
 
     def try_open(self) -> str | None:
@@ -69,8 +85,16 @@ class ApiEngine:
 
     def search(self, request: SearchRequest) -> SearchResult:
         service = self.service()
-        with self._lock:
+        self._catch_up(service)
+        with self._index_lock.reading():
             return service.search(request)
+
+    def _catch_up(self, service: SearchService) -> None:
+        """Apply what index runs committed since the last request (one counter read when nothing did)."""
+        if self.store.catalog.facts.current_seq() == service.index.header.watermark:
+            return
+        with self._index_lock.writing():
+            catch_up(service.index, self.store.catalog)
 
     def warnings(self) -> list[str]:
         encoder = self._service.encoder if self._service else None
@@ -85,8 +109,8 @@ class ApiEngine:
         info = self.store.facts()
         if info["model"] is not None and info["images"]:
             service = self.service()
-            with self._lock:
-                service.refresh()
+            self._catch_up(service)
+            with self._index_lock.reading():
                 info.update(vectors=service.index.ntotal, index_kind=service.index.kind)
         return info
 
