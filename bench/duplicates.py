@@ -92,7 +92,7 @@ def main() -> None:
     index = VectorIndex.empty(layout, DIM, "bench:synthetic")
     t = time.perf_counter()
     if layout.kind == "ivfpq":
-        sample = np.random.default_rng(0).choice(args.n, size=training_size(layout, args.n), replace=False)
+        sample = np.random.default_rng(0).choice(args.n, size=training_size(layout, args.n, DIM), replace=False)
         index.train(vectors[np.sort(sample)])
     for start in range(0, args.n, 100_000):
         ids = np.arange(start + 1, min(start + 100_000, args.n) + 1, dtype=np.int64)

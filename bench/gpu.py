@@ -62,7 +62,7 @@ def faiss_training(n: int) -> dict:
     xb = np.concatenate([v for _, v in image_vectors(make_world(n, 0), n)])
     out = {"n": n, "generate_s": time.perf_counter() - t}
     layout = choose_layout(n, xb.shape[1], 50_000)
-    sample = xb[: training_size(layout, n)]
+    sample = xb[: training_size(layout, n, xb.shape[1])]
     out.update(nlist=layout.nlist, sample=len(sample))
     for where, gpu in (("gpu", True), ("cpu", False)):
         km = faiss.Kmeans(xb.shape[1], layout.nlist, niter=20, gpu=gpu, seed=0)

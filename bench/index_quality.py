@@ -71,7 +71,7 @@ def timed_build(store: Store, flat_max: int) -> tuple[VectorIndex, dict]:
     }
     if layout.kind == "ivfpq":
         t = time.perf_counter()
-        sample = cat.sample_vectors(training_size(layout, n))
+        sample = cat.sample_vectors(training_size(layout, n, DIM))
         info["sample_s"] = time.perf_counter() - t
         t = time.perf_counter()
         index.train(sample)

@@ -128,7 +128,7 @@ def build_on_ray(
     if layout.kind != "ivfpq" or n < min_vectors or shards < 2:
         return None
     ray = require_ray()
-    sample = catalog.vectors.sample(training_size(layout, n))
+    sample = catalog.vectors.sample(training_size(layout, n, dim))
     trained = train_empty(layout, dim, sample)
     with catalog.engine.connect() as conn:
         lo, hi = conn.execute(text("SELECT MIN(id), MAX(id) FROM images")).one()

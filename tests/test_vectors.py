@@ -224,6 +224,36 @@ def test_choose_layout_threshold():
     assert large.kind == "ivfpq" and 1000 <= large.nlist <= 65_536 and 512 % large.pq_m == 0
 
 
+@pytest.mark.parametrize("n", [60_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000])
+def test_training_sample_grows_with_the_lists_and_stays_bounded(n):
+    from clipsearch.vectors.policy import MIN_TRAIN_PER_LIST, TRAIN_SAMPLE_BYTES, training_size
+
+    layout = choose_layout(n, 512, flat_max=50_000)
+    sample = training_size(layout, n, 512)
+    # Every k-means centroid (IVF lists, and the 16 entries of each 4-bit PQ codebook) gets
+    # FAISS's floor of points, at every size: a fixed cap left 32 per list at 10M.
+    assert sample >= MIN_TRAIN_PER_LIST * max(layout.nlist, 16) and sample <= n
+    if n <= 200_000:
+        assert sample == n  # small collections train on everything
+    elif MIN_TRAIN_PER_LIST * layout.nlist * 512 * 4 <= TRAIN_SAMPLE_BYTES:
+        # The float32 sample stays within its memory bound unless the floor itself exceeds it.
+        assert sample * 512 * 4 <= TRAIN_SAMPLE_BYTES
+    assert sample >= min(n, 64 * layout.nlist, TRAIN_SAMPLE_BYTES // (512 * 4))
+
+
+def test_training_sample_sizes_at_known_points():
+    from clipsearch.vectors.policy import training_size
+
+    def size(n: int, dim: int = 512) -> int:
+        return training_size(choose_layout(n, dim, flat_max=50_000), n, dim)
+
+    assert size(1_000_000) == 200_000  # 2,000 lists: the sample section 3's recall was measured with
+    assert size(10_000_000) == 404_736  # 6,324 lists x 64
+    assert size(100_000_000) == 2**31 // (512 * 4)  # the memory bound (52 per list) under 64 per list
+    assert size(1_000_000_000) == 39 * 63_245  # the floor beats the bound at the list ceiling
+    assert size(30_000_000, dim=1024) == 524_288  # a wider model: the same bytes, fewer vectors
+
+
 # -- rebuild and catch-up from the catalog ------------------------------------------------------
 
 
@@ -368,12 +398,14 @@ def test_cli_rebuilds_a_damaged_or_deleted_index(photos, home):
 
 def test_large_collections_are_not_retrained_on_every_open():
     """The retrain yardstick is the collection size at training, not the (capped) sample size."""
-    from clipsearch.vectors.policy import MAX_TRAIN, needs_rebuild
+    from clipsearch.vectors.policy import needs_rebuild, training_size
 
-    big = 5 * MAX_TRAIN  # the sample is capped at MAX_TRAIN, far below the collection
+    big = 1_000_000
     layout = choose_layout(big, 512, flat_max=50_000)
+    sample = training_size(layout, big, 512)
+    assert sample < big  # the sample is far below the collection
     header = IndexHeader(
-        "ivfpq", 512, "m", 0, trained_on=MAX_TRAIN, built_for=big, nlist=layout.nlist, factory=layout.factory
+        "ivfpq", 512, "m", 0, trained_on=sample, built_for=big, nlist=layout.nlist, factory=layout.factory
     )
     assert not needs_rebuild(header, big, flat_max=50_000)
     assert not needs_rebuild(header, int(1.5 * big), flat_max=50_000)

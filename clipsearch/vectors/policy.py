@@ -12,8 +12,18 @@ import faiss
 # which made single-query flat search ~9x slower on our machines.
 faiss.cvar.distance_compute_blas_threshold = 20
 
-MIN_TRAIN_PER_LIST = 39  # FAISS's own floor for k-means points per centroid
-MAX_TRAIN = 200_000
+MIN_TRAIN_PER_LIST = 39  # FAISS's own floor for k-means points per centroid (it warns below it)
+# The sample's target: 64 points per IVF list, 1.6x FAISS's floor of 39 and within its advised
+# 39-256 (it subsamples above 256); k-means time grows with it (10M: 405k vectors, 6,324 lists).
+# A fixed 200k cap left 32 per list at 10M, below the floor.
+TRAIN_PER_LIST = 64
+# Never fewer than this (collections up to it train on every vector): at 1M (2,000 lists) that is
+# the 200,000-vector sample docs/benchmarks.md section 3's recall was measured with (100 per list).
+SMALL_TRAIN = 200_000
+# The float32 sample's memory bound: past it the sample shrinks towards MIN_TRAIN_PER_LIST per list
+# (never below: at the 65,536-list ceiling that floor is 2.6M vectors, 5 GB at dim 512).
+TRAIN_SAMPLE_BYTES = 2 * 2**30
+PQ_BITS = 4
 # Retrain the quantisers once the collection has grown this much since they were trained.
 RETRAIN_GROWTH = 4.0
 
@@ -74,8 +84,17 @@ def choose_layout(n: int, dim: int, flat_max: int) -> Layout:
     return Layout("ivfpq", nlist=nlist, pq_m=_pq_subquantizers(n, dim, nlist))
 
 
-def training_size(layout: Layout, n: int) -> int:
-    return min(n, MAX_TRAIN, max(256 * layout.nlist, 20_000))
+def training_size(layout: Layout, n: int, dim: int) -> int:
+    """Vectors in the quantisers' training sample: grows with the IVF lists, bounded for memory.
+
+    The sample trains both the coarse quantiser (k-means, nlist centroids) and the PQ codebooks
+    (2**PQ_BITS centroids per sub-quantiser, trained on every sample vector's residual), so it must
+    give each k-means centroid its FAISS floor of points: MIN_TRAIN_PER_LIST per codebook entry too.
+    """
+    floor = MIN_TRAIN_PER_LIST * max(layout.nlist, 1 << PQ_BITS)
+    within_memory = TRAIN_SAMPLE_BYTES // (4 * dim)
+    wanted = max(SMALL_TRAIN, TRAIN_PER_LIST * layout.nlist)
+    return min(n, max(floor, min(wanted, within_memory)))
 
 
 def default_nprobe(nlist: int) -> int:
@@ -95,5 +114,5 @@ def needs_rebuild(header: IndexHeaderLike, n: int, flat_max: int) -> bool:
         # re-rank pool is not what was measured): rebuilt once.
         return True
     # Compared with the collection size at training time, not the sample size: a sample is
-    # capped (MAX_TRAIN), so comparing with it would retrain large stores on every open.
+    # bounded (training_size), so comparing with it would retrain large stores on every open.
     return n > RETRAIN_GROWTH * max(header.built_for, 1)

@@ -20,7 +20,7 @@ def build_index(catalog: Catalog, model_id: str, flat_max: int) -> VectorIndex:
     layout = choose_layout(n, dim, flat_max)
     index = VectorIndex.empty(layout, dim, model_id, watermark=seq)
     if layout.kind == "ivfpq":
-        index.train(catalog.vectors.sample(training_size(layout, n)))
+        index.train(catalog.vectors.sample(training_size(layout, n, dim)))
         index.header.built_for = n
     for ids, vectors in catalog.vectors.changed(after_seq=0, up_to_seq=seq):
         index.index.add_with_ids(vectors, ids)
