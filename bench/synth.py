@@ -42,6 +42,13 @@ class World:
     centres: np.ndarray
     weights: np.ndarray
 
+    @property
+    def cumulative(self) -> np.ndarray:
+        """Cluster weights' running sum, to draw clusters by searchsorted (cached: 1M clusters at 100M)."""
+        if getattr(self, "_cumulative", None) is None:
+            self._cumulative = np.cumsum(self.weights)
+        return self._cumulative
+
 
 def make_world(n: int, seed: int = 0, dim: int = DIM) -> World:
     rng = np.random.default_rng(seed)
@@ -53,12 +60,37 @@ def make_world(n: int, seed: int = 0, dim: int = DIM) -> World:
     return World(cone, text_cone, centres, weights / weights.sum())
 
 
+def chunk_starts(n: int, chunk: int) -> list[tuple[int, int]]:
+    """(start, stop) of each chunk of n rows: the one chunking every benchmark's vectors use."""
+    return [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+
+
+def vector_chunk(world: World, c: int, n: int, seed: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of chunk c of n image vectors, the same numbers in whichever process makes them
+    (seeded by (seed, c)), so a collection larger than memory is made and remade chunk by chunk.
+    In-place float32 arithmetic: one chunk of 50,000 costs ~100 MB, not several float64 copies."""
+    start, stop = chunk_starts(n, chunk)[c] if c * chunk < n else (n, n)
+    ids = np.arange(start, stop, dtype=np.int64)
+    rng = np.random.default_rng([seed, c])
+    which = np.searchsorted(world.cumulative, rng.random(len(ids)), side="right").clip(0, len(world.centres) - 1)
+    dim = world.cone.shape[0]
+    v = world.centres[which]
+    v *= np.float32(0.7)
+    v += np.float32(0.5) * world.cone
+    noise = rng.standard_normal(size=v.shape, dtype=np.float32)
+    noise *= np.float32(0.45 / np.sqrt(dim))
+    v += noise
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return ids, v
+
+
 def image_vectors(world: World, n: int, seed: int = 1, chunk: int = 100_000):
-    """Yields (start, vectors) chunks of the n image vectors."""
+    """Yields (start, vectors) chunks of the n image vectors, from one random stream (the numbers
+    the cached benchmark stores hold; vector_chunk makes chunks independently)."""
     rng = np.random.default_rng(seed)
     dim = world.cone.shape[0]
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
+    for start, stop in chunk_starts(n, chunk):
+        m = stop - start
         which = rng.choice(len(world.centres), size=m, p=world.weights)
         noise = rng.normal(size=(m, dim)).astype(np.float32) / np.sqrt(dim)
         yield start, _unit(0.5 * world.cone + 0.7 * world.centres[which] + 0.45 * noise)
