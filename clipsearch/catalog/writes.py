@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -55,46 +55,107 @@ class IndexWrites:
         deleted: Sequence[int] = (),
         model_id: str | None = None,
     ) -> None:
-        """Apply one batch of an index run atomically; `existing` maps path -> id for rows to update."""
+        """Apply one batch of an index run atomically; `existing` maps path -> id for rows to update.
+
+        New rows, updated rows and tombstones each go to the database as one executemany of a plain
+        statement (SQLAlchemy batches the inserts into multi-row VALUES): per-object ORM inserts
+        held the Ray driver to ~780 rows/s on PostgreSQL.
+        """
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         with Session(self.engine) as s, s.begin():
             seq = _reserve_seq(s)
+            batch = _Batch()
             for rec in records:
-                seq = _write_record(s, rec, existing.get(rec.path), seq, model_id, now)
+                seq = batch.plan(rec, existing.get(rec.path), seq, model_id, now)
+            batch.execute(s)
             for mv in moves:
                 s.execute(
                     update(ImageRow)
                     .where(ImageRow.id == mv.id)
                     .values(path=mv.path, root=mv.root, size=mv.size, mtime_ns=mv.mtime_ns, path_bytes=mv.path_bytes)
                 )
-            for row_id in deleted:
-                seq += 1
-                s.add(Tombstone(seq=seq, image_id=row_id))
+            if deleted:
+                tombstones = [{"seq": seq + 1 + i, "image_id": r} for i, r in enumerate(deleted)]
+                s.execute(insert(cast(Table, Tombstone.__table__)), tombstones)
+                seq += len(deleted)
             for chunk in chunks(list(deleted)):
                 s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
             s.merge(StoreMeta(key=SEQ_KEY, value=str(seq)))
 
 
-def _write_record(
-    s: Session, rec: ImageRecord, row_id: int | None, seq: int, model_id: str | None, now: datetime
-) -> int:
-    """Insert or update one row; returns the sequence counter after it."""
-    values = _row_values(rec, now)
-    if rec.vector is not None:
-        seq += 1
-        values.update(vec_seq=seq, model_id=model_id)
-    if row_id is None:
-        values.setdefault("vec_seq", 0)
-        s.add(ImageRow(**values))
+class _Batch:
+    """A batch's rows as parameter lists: inserts, updates (keyed by id) and tombstones."""
+
+    def __init__(self) -> None:
+        self.inserts: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
+        self.tombstones: list[dict[str, Any]] = []
+
+    def plan(self, rec: ImageRecord, row_id: int | None, seq: int, model_id: str | None, now: datetime) -> int:
+        """Queue one row's insert or update; returns the sequence counter after it."""
+        values = _row_values(rec, now)
+        values["vec_seq"] = 0
+        if rec.vector is not None:
+            seq += 1
+            values.update(vec_seq=seq, model_id=model_id)
+        if row_id is None:
+            self.inserts.append(values)
+            return seq
+        if rec.vector is None:
+            # The old vector belongs to content that is gone.
+            values.update(embedding=None, model_id=None)
+            seq += 1
+            values["vec_seq"] = seq
+            self.tombstones.append({"seq": seq, "image_id": row_id})
+        values["row_id"] = row_id
+        self.updates.append(values)
         return seq
-    if rec.vector is None:
-        # The old vector belongs to content that is gone.
-        values.update(embedding=None, model_id=None)
-        seq += 1
-        values["vec_seq"] = seq
-        s.add(Tombstone(seq=seq, image_id=row_id))
-    s.execute(update(ImageRow).where(ImageRow.id == row_id).values(**values))
-    return seq
+
+    def execute(self, s: Session) -> None:
+        images = cast(Table, ImageRow.__table__)
+        if self.inserts and s.get_bind().dialect.name == "postgresql":
+            _copy_rows(s, images.name, self.inserts)
+        elif self.inserts:
+            s.execute(insert(images), self.inserts)
+        if self.updates:
+            # The SET clause comes from the parameters' keys (the same for every update).
+            s.execute(update(images).where(images.c.id == bindparam("row_id")), self.updates)
+        if self.tombstones:
+            s.execute(insert(cast(Table, Tombstone.__table__)), self.tombstones)
+
+
+def _copy_rows(s: Session, table: str, rows: list[dict[str, Any]]) -> None:
+    """New rows by COPY ... FROM STDIN (binary), in the session's transaction: PostgreSQL's bulk path."""
+    columns = list(rows[0])
+    types = [_PG_TYPES[c] for c in columns]
+    dbapi = s.connection().connection.dbapi_connection
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    with dbapi.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
+# PostgreSQL types of the images columns a new row sets (binary COPY sends typed values).
+_PG_TYPES = {
+    "path": "text",
+    "path_bytes": "bytea",
+    "root": "text",
+    "size": "int8",
+    "mtime_ns": "int8",
+    "content_hash": "varchar",
+    "status": "varchar",
+    "error": "text",
+    "width": "int4",
+    "height": "int4",
+    "taken_at": "timestamp",
+    "camera": "text",
+    "orientation": "int4",
+    "embedding": "bytea",
+    "model_id": "text",
+    "vec_seq": "int8",
+    "indexed_at": "timestamp",
+}
 
 
 def _reserve_seq(s: Session) -> int:
