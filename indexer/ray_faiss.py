@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 
 from clipsearch.vectors.index import IndexFileError, IndexHeader, VectorIndex
-from clipsearch.vectors.policy import Layout, choose_layout, default_nprobe, needs_rebuild, training_size
+from clipsearch.vectors.policy import IndexKind, Layout, choose_layout, default_nprobe, needs_rebuild, training_size
 from clipsearch.vectors.sync import index_file_current
 
 # Below this many vectors one process builds the index in about a minute; shards cost more than they save.
@@ -54,7 +54,7 @@ def wrap(
     index: faiss.Index, layout: Layout, dim: int, model_id: str, watermark: int, trained_on: int, n: int
 ) -> VectorIndex:
     header = IndexHeader(
-        "ivfpq",
+        IndexKind.IVFPQ,
         dim,
         model_id,
         watermark,
@@ -125,7 +125,7 @@ def build_on_ray(
 
     seq, dim, n = catalog.facts.current_seq(), catalog.facts.dim(), catalog.facts.stats().images
     layout = choose_layout(n, dim, flat_max)
-    if layout.kind != "ivfpq" or n < min_vectors or shards < 2:
+    if layout.kind != IndexKind.IVFPQ or n < min_vectors or shards < 2:
         return None
     ray = require_ray()
     sample = catalog.vectors.sample(training_size(layout, n, dim))

@@ -18,7 +18,7 @@ from clipsearch.store import Store
 from clipsearch.vectors import VectorIndex, open_index
 from clipsearch.vectors import sync as vsync
 from clipsearch.vectors.index import IndexFileError, IndexHeader
-from clipsearch.vectors.policy import Layout, choose_layout
+from clipsearch.vectors.policy import IndexKind, Layout, choose_layout
 from clipsearch.vectors.sync import index_file_current
 
 SYN_MODEL = "test:synthetic"
@@ -166,7 +166,9 @@ def test_ivfpq_with_rerank_matches_exact_on_clustered_vectors(tmp_path):
 # -- VectorIndex on its own -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("layout", [Layout("flat"), Layout("ivfpq", nlist=8, pq_m=16)], ids=["flat", "ivfpq"])
+@pytest.mark.parametrize(
+    "layout", [Layout(IndexKind.FLAT), Layout(IndexKind.IVFPQ, nlist=8, pq_m=16)], ids=["flat", "ivfpq"]
+)
 def test_vector_index_save_load_round_trip(tmp_path, layout):
     vectors = clustered_vectors(40, 10, seed=3)
     ids = np.arange(1000, 1000 + len(vectors), dtype=np.int64)
@@ -180,6 +182,7 @@ def test_vector_index_save_load_round_trip(tmp_path, layout):
     loaded = VectorIndex.load(path)
     assert loaded.header == index.header
     assert (loaded.kind, loaded.header.watermark, loaded.header.model_id) == (layout.kind, 17, "m:1")
+    assert type(loaded.kind) is IndexKind  # typed again after the JSON header, not a bare string
     assert loaded.ntotal == len(vectors)
     s1, i1 = index.search(vectors[:5], 10)
     s2, i2 = loaded.search(vectors[:5], 10)
@@ -194,6 +197,19 @@ def test_vector_index_save_load_round_trip(tmp_path, layout):
     loaded.remove(ids[:2])
     assert loaded.ntotal == len(vectors) - 2
     assert not set(loaded.search(vectors[:2], 20)[1].ravel()) & {int(ids[0]), int(ids[1])}
+
+
+def test_an_index_file_of_an_unknown_kind_is_rejected(tmp_path):
+    index = VectorIndex.empty(Layout(IndexKind.FLAT), DIM, "m:1")
+    path = tmp_path / "vectors.faiss"
+    index.save(path)
+    data = path.read_bytes()
+    assert data.count(b'"kind": "flat"') == 1
+    path.write_bytes(data.replace(b'"kind": "flat"', b'"kind": "hnsw"'))  # same length: only the kind is wrong
+    with pytest.raises(IndexFileError, match="damaged"):
+        VectorIndex.load(path)
+    with pytest.raises(IndexFileError):
+        VectorIndex.read_header(path)
 
 
 def test_vector_index_load_rejects_missing_garbage_and_truncated(tmp_path):

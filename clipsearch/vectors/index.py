@@ -15,7 +15,7 @@ import numpy as np
 
 from clipsearch.atomic import remove_stale_temps, replacing
 from clipsearch.faults import point
-from clipsearch.vectors.policy import Layout, default_nprobe
+from clipsearch.vectors.policy import IndexKind, Layout, default_nprobe
 
 MAGIC = b"CLIPSIDX"
 # 2: the header carries a checksum of the body (vectors, quantisers and id map); files of
@@ -40,7 +40,7 @@ def body_checksum(body: bytes | np.ndarray) -> str:
 
 @dataclass
 class IndexHeader:
-    kind: str
+    kind: IndexKind
     dim: int
     model_id: str
     watermark: int  # catalog vector sequence this index reflects
@@ -55,6 +55,9 @@ class IndexHeader:
     # on load, where FAISS would serve it (scores of 1e37, or the wrong image for an id).
     body_checksum: str = ""
 
+    def __post_init__(self) -> None:
+        self.kind = IndexKind(self.kind)  # read from JSON as a plain string; an unknown one raises
+
 
 class VectorIndex:
     def __init__(self, index: faiss.Index, header: IndexHeader):
@@ -63,13 +66,13 @@ class VectorIndex:
 
     @classmethod
     def empty(cls, layout: Layout, dim: int, model_id: str, watermark: int = 0) -> VectorIndex:
-        if layout.kind == "flat":
+        if layout.kind == IndexKind.FLAT:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-            header = IndexHeader("flat", dim, model_id, watermark)
+            header = IndexHeader(IndexKind.FLAT, dim, model_id, watermark)
         else:
             index = faiss.index_factory(dim, layout.factory, faiss.METRIC_INNER_PRODUCT)
             header = IndexHeader(
-                "ivfpq",
+                IndexKind.IVFPQ,
                 dim,
                 model_id,
                 watermark,
@@ -80,7 +83,7 @@ class VectorIndex:
         return cls(index, header)
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> IndexKind:
         return self.header.kind
 
     @property
@@ -92,7 +95,7 @@ class VectorIndex:
         return bool(self.index.is_trained)
 
     def train(self, sample: np.ndarray) -> None:
-        if self.kind == "ivfpq":
+        if self.kind == IndexKind.IVFPQ:
             self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
             self.header.trained_on = len(sample)
 
@@ -119,11 +122,11 @@ class VectorIndex:
             if allowed_ids is not None
             else None
         )
-        if self.kind == "ivfpq":
+        if self.kind == IndexKind.IVFPQ:
             params = faiss.SearchParametersIVF(nprobe=self.header.nprobe, sel=selector)
         else:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
-        if self.kind == "flat" or len(queries) > _SERIAL_QUERIES:
+        if self.kind == IndexKind.FLAT or len(queries) > _SERIAL_QUERIES:
             return self._search(queries, k, params)
         # One query probes a few IVF lists: splitting that over threads costs more than it saves,
         # and FAISS's OpenMP threads fight torch's (a second OpenMP runtime still spinning

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
 import faiss
@@ -28,8 +29,18 @@ PQ_BITS = 4
 RETRAIN_GROWTH = 4.0
 
 
+class IndexKind(str, Enum):
+    """The index layouts a store uses. A str: index file headers and status JSON hold the value."""
+
+    FLAT = "flat"  # exact inner products over every vector
+    IVFPQ = "ivfpq"  # IVF lists of 4-bit PQ codes, candidates re-ranked exactly
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class IndexHeaderLike(Protocol):
-    kind: str
+    kind: IndexKind
     dim: int
     built_for: int
     factory: str
@@ -37,7 +48,7 @@ class IndexHeaderLike(Protocol):
 
 @dataclass(frozen=True)
 class Layout:
-    kind: str  # flat | ivfpq
+    kind: IndexKind
     nlist: int = 0
     pq_m: int = 0
 
@@ -75,13 +86,13 @@ def _pq_subquantizers(n: int, dim: int, nlist: int) -> int:
 
 def choose_layout(n: int, dim: int, flat_max: int) -> Layout:
     if n <= flat_max:
-        return Layout("flat")
+        return Layout(IndexKind.FLAT)
     # Fewer, larger lists than FAISS's usual 4-16 sqrt(n): the candidates are re-ranked exactly,
     # so what matters is that the probed lists hold them; 2 sqrt(n) halved the coarse search
     # (most of the ANN time) and the training time at 1M with no recall cost.
     nlist = int(2 * math.sqrt(n))
     nlist = max(1, min(nlist, n // MIN_TRAIN_PER_LIST, 65_536))
-    return Layout("ivfpq", nlist=nlist, pq_m=_pq_subquantizers(n, dim, nlist))
+    return Layout(IndexKind.IVFPQ, nlist=nlist, pq_m=_pq_subquantizers(n, dim, nlist))
 
 
 def training_size(layout: Layout, n: int, dim: int) -> int:
@@ -107,7 +118,7 @@ def needs_rebuild(header: IndexHeaderLike, n: int, flat_max: int) -> bool:
     wanted = choose_layout(n, header.dim, flat_max).kind
     if wanted != header.kind:
         return True
-    if header.kind != "ivfpq":
+    if header.kind != IndexKind.IVFPQ:
         return False
     if header.factory != choose_layout(header.built_for, header.dim, flat_max=0).factory:
         # Laid out by an older policy (other list or sub-quantiser counts, so its recall at the

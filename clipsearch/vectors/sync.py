@@ -7,7 +7,7 @@ from pathlib import Path
 
 from clipsearch.catalog import Catalog
 from clipsearch.vectors.index import IndexFileError, VectorIndex
-from clipsearch.vectors.policy import choose_layout, needs_rebuild, training_size
+from clipsearch.vectors.policy import IndexKind, choose_layout, needs_rebuild, training_size
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def build_index(catalog: Catalog, model_id: str, flat_max: int) -> VectorIndex:
     n = catalog.facts.stats().images
     layout = choose_layout(n, dim, flat_max)
     index = VectorIndex.empty(layout, dim, model_id, watermark=seq)
-    if layout.kind == "ivfpq":
+    if layout.kind == IndexKind.IVFPQ:
         index.train(catalog.vectors.sample(training_size(layout, n, dim)))
         index.header.built_for = n
     for ids, vectors in catalog.vectors.changed(after_seq=0, up_to_seq=seq):
