@@ -16,6 +16,7 @@ import numpy as np
 from clipsearch.atomic import remove_stale_temps, replacing
 from clipsearch.faults import point
 from clipsearch.vectors.policy import IndexKind, Layout, default_nprobe
+from clipsearch.vectors.threads import openmp_threads
 
 MAGIC = b"CLIPSIDX"
 # 2: the header carries a checksum of the body (vectors, quantisers and id map); files of
@@ -132,12 +133,8 @@ class VectorIndex:
         # and FAISS's OpenMP threads fight torch's (a second OpenMP runtime still spinning
         # after the text encoder ran) for the cores: 7.8 ms per query at 1M, 1.5 ms serial.
         # A flat scan is the opposite (one long memory-bound loop): 3.0 ms serial at 10k, 1.9 ms on 2 threads.
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
+        with openmp_threads(1):  # this thread's setting only (see vectors/threads.py)
             return self._search(queries, k, params)
-        finally:
-            faiss.omp_set_num_threads(threads)
 
     def _search(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
         scores, ids = self.index.search(queries, k, params=params)
