@@ -23,46 +23,40 @@ from urllib.parse import urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (
+    K,
+    LoadSampler,
     arguments,
     chosen_sizes,
+    clipsearch_exe,
     command_line,
     fmt,
     machine,
     machine_line,
     median,
-    percentile,
+    open_store,
     process_seconds,
     publish,
+    query_texts,
+    store_env,
     table,
+    timed_searches,
     verdict,
 )
-from query_latency import query_texts
+from common import pcts as _pcts
 from synth import MODEL_ID, synthetic_store
 
-from clipsearch.search import SearchRequest, SearchService
-from clipsearch.settings import Settings
-from clipsearch.store import Store
+from clipsearch.search import SearchService
 
-K = 10
 CLIENTS = 4
 WARMUP = 5
 
 
-def _pcts(values: list[float]) -> dict:
-    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
-
-
 def in_process(home: Path, texts: list[str]) -> dict:
-    store = Store.open(Settings.from_env(home=home))
+    store = open_store(home)
     service = SearchService.open(store)
-    for text in texts[:WARMUP]:
-        service.search(SearchRequest(text=text, k=K))
-    wall, encode = [], []
-    for text in texts[WARMUP:]:
-        t = time.perf_counter()
-        result = service.search(SearchRequest(text=text, k=K))
-        wall.append((time.perf_counter() - t) * 1000)
-        encode.append(result.timings.get("encode_ms", 0.0))
+    timed = timed_searches(service, texts, WARMUP)
+    wall = [ms for ms, _ in timed]
+    encode = [timings.get("encode_ms", 0.0) for _, timings in timed]
     kind, runtime = service.index.kind, type(service.encoder).__name__
     store.close()
     return {"ms": _pcts(wall), "encode_ms": _pcts(encode), "index_kind": kind, "encoder": runtime}
@@ -90,9 +84,8 @@ class Client:
 
 
 def start_server(home: Path, env: dict) -> tuple[subprocess.Popen, str]:
-    exe = os.path.join(os.path.dirname(sys.executable), "clipsearch")
     proc = subprocess.Popen(
-        [exe, "--home", str(home), "serve", "--port", "0"],
+        [clipsearch_exe(), "--home", str(home), "serve", "--port", "0"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -169,10 +162,9 @@ def concurrent(url: str, texts: list[str], clients: int) -> dict:
 def measure_n(n: int, n_queries: int, cli_reps: int) -> dict:
     home, info = synthetic_store(n)
     texts = query_texts(n_queries + WARMUP)
-    env = dict(os.environ, CLIPSEARCH_HOME=str(home), HF_HUB_OFFLINE="1")
+    env = store_env(home)
     local = in_process(home, texts)
-    exe = os.path.join(os.path.dirname(sys.executable), "clipsearch")
-    query = [exe, "--home", str(home), "query", "a dog on a beach", "-k", str(K)]
+    query = [clipsearch_exe(), "--home", str(home), "query", "a dog on a beach", "-k", str(K)]
     cold = process_seconds([*query, "--no-server"], env, max(1, cli_reps // 3))
     proc, url = start_server(home, env)
     try:
@@ -224,6 +216,10 @@ def section(res: dict, quick: bool) -> str:
             ]
         )
     largest = res["sizes"][-1]
+    loads = "; ".join(
+        f"N={r['n']:,}: {fmt(r['load_avg']['min'])} / {fmt(r['load_avg']['mean'])} / {fmt(r['load_avg']['max'])}"
+        for r in res["sizes"]
+    )
     scale_note = (
         ""
         if largest["n"] >= 1_000_000
@@ -233,7 +229,8 @@ def section(res: dict, quick: bool) -> str:
 
 Command: `{command_line("api_latency", quick)}`
 
-Machine: {machine_line(res["machine"])}
+Machine: {machine_line(res["machine"])}. 1-min load average during the measurement (min / mean / max; 2 cores, so
+above 2 the run shared the cores with other work and every number is slower than on an idle machine): {loads}.
 
 Stores: the synthetic stores of the query latency section (`bench/synth.py`, SQLite). Model `{MODEL_ID}` (text
 encoder: `{largest["in_process"]["encoder"]}`). The same {res["queries"]} text queries (k={K}, after {WARMUP} warm-up
@@ -256,8 +253,10 @@ def main() -> None:
     n_queries, cli_reps = (40, 5) if args.quick else (100, 9)
     res = {"machine": machine(), "quick": args.quick, "queries": n_queries, "cli_reps": cli_reps, "sizes": []}
     for n in sizes:
-        res["sizes"].append(measure_n(n, n_queries, cli_reps))
+        with LoadSampler() as load:
+            res["sizes"].append(measure_n(n, n_queries, cli_reps))
         r = res["sizes"][-1]
+        r["load_avg"] = load.summary()
         print(
             n,
             "ratio",

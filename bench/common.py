@@ -212,3 +212,77 @@ def _replace_section(name: str, section: str) -> None:
         _, tail = rest.split(end, 1)
         DOCS_PAGE.write_text(f"{head}{begin}\n{section.rstrip()}\n{end}{tail}")
     print(f"replaced the {name} section of {DOCS_PAGE.relative_to(ROOT)}")
+
+
+# -- Query benchmarks on synthetic stores (query_latency.py, api_latency.py) -------------------
+
+K = 10  # results per query
+SUBJECTS = ["a dog", "two cats", "a red car", "an old man", "a child", "a bicycle", "a sailing boat", "a bowl of fruit"]
+PLACES = ["on a beach", "in the snow", "at night in a city", "in a kitchen", "under a tree", "next to a lake"]
+
+
+def query_texts(n: int) -> list[str]:
+    return [f"{SUBJECTS[i % len(SUBJECTS)]} {PLACES[(i // len(SUBJECTS)) % len(PLACES)]}, photo {i}" for i in range(n)]
+
+
+def pcts(values: list[float]) -> dict:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
+
+
+def open_store(home: Path):  # -> clipsearch.store.Store; imported here so scripts that never query stay light
+    from clipsearch.settings import Settings
+    from clipsearch.store import Store
+
+    return Store.open(Settings.from_env(home=home))
+
+
+def store_env(home: Path) -> dict:
+    """The environment of a `clipsearch` subprocess on this store."""
+    return dict(os.environ, CLIPSEARCH_HOME=str(home), HF_HUB_OFFLINE="1")
+
+
+def clipsearch_exe() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "clipsearch")
+
+
+def timed_searches(service, texts: list[str], warmup: int) -> list[tuple[float, dict]]:
+    """(wall ms, SearchResult.timings) of each warm `service.search` of texts[warmup:] (k=K)."""
+    from clipsearch.search import SearchRequest
+
+    for text in texts[:warmup]:
+        service.search(SearchRequest(text=text, k=K))
+    out = []
+    for text in texts[warmup:]:
+        t = time.perf_counter()
+        result = service.search(SearchRequest(text=text, k=K))
+        out.append(((time.perf_counter() - t) * 1000, result.timings))
+    return out
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled in the background while a measurement runs."""
+
+    def __init__(self, every_s: float = 2.0):
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._every = every_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(self._every)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        s = self.samples or [float("nan")]
+        return {"min": min(s), "mean": sum(s) / len(s), "max": max(s), "samples": len(self.samples)}

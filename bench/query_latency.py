@@ -15,37 +15,31 @@ import faiss
 import numpy as np
 import synth
 from common import (
+    K,
     arguments,
     chosen_sizes,
+    clipsearch_exe,
     command_line,
     fmt,
     machine,
     machine_line,
     median,
-    percentile,
+    open_store,
     process_seconds,
     publish,
+    query_texts,
+    store_env,
     table,
+    timed_searches,
     verdict,
 )
+from common import pcts as _pcts
 from synth import MODEL_ID, catalog_matrix, synthetic_store
 
 from clipsearch.models import load_encoder
-from clipsearch.search import SearchRequest, SearchService
+from clipsearch.search import SearchService
 from clipsearch.settings import Settings
 from clipsearch.store import Store
-
-K = 10
-SUBJECTS = ["a dog", "two cats", "a red car", "an old man", "a child", "a bicycle", "a sailing boat", "a bowl of fruit"]
-PLACES = ["on a beach", "in the snow", "at night in a city", "in a kitchen", "under a tree", "next to a lake"]
-
-
-def query_texts(n: int) -> list[str]:
-    return [f"{SUBJECTS[i % len(SUBJECTS)]} {PLACES[(i // len(SUBJECTS)) % len(PLACES)]}, photo {i}" for i in range(n)]
-
-
-def _pcts(values: list[float]) -> dict:
-    return {"p50": percentile(values, 50), "p95": percentile(values, 95)}
 
 
 def warm_queries(store: Store, encoder, texts: list[str], warmup: int = 3) -> dict:
@@ -53,13 +47,10 @@ def warm_queries(store: Store, encoder, texts: list[str], warmup: int = 3) -> di
     index, _notes = store.vector_index()
     open_s = time.perf_counter() - t0
     svc = SearchService(store, encoder, index)
-    for text in texts[:warmup]:
-        svc.search(SearchRequest(text=text, k=K))
     parts: dict[str, list[float]] = {
         k: [] for k in ("encode_ms", "ann_ms", "rerank_ms", "metadata_ms", "total_ms", "beyond_encode_ms")
     }
-    for text in texts[warmup:]:
-        t = svc.search(SearchRequest(text=text, k=K)).timings
+    for _wall, t in timed_searches(svc, texts, warmup):
         for key in ("encode_ms", "ann_ms", "rerank_ms", "metadata_ms", "total_ms"):
             parts[key].append(t.get(key, 0.0))
         parts["beyond_encode_ms"].append(t.get("ann_ms", 0.0) + t.get("rerank_ms", 0.0) + t.get("metadata_ms", 0.0))
@@ -102,9 +93,8 @@ def brute_force(mat: np.ndarray, queries: np.ndarray) -> dict:
 
 
 def cold_query(home, reps: int) -> dict:
-    env = dict(os.environ, CLIPSEARCH_HOME=str(home), HF_HUB_OFFLINE="1")
-    exe = os.path.join(os.path.dirname(sys.executable), "clipsearch")
-    cli = process_seconds([exe, "query", "a dog on a beach", "-k", str(K)], env, reps)
+    env = store_env(home)
+    cli = process_seconds([clipsearch_exe(), "query", "a dog on a beach", "-k", str(K)], env, reps)
     imp = process_seconds([sys.executable, "-c", "import torch"], env, reps)
     return {
         "cli_s": median(cli),
@@ -118,7 +108,7 @@ def cold_query(home, reps: int) -> dict:
 
 def measure_n(n: int, encoder, n_queries: int, cold_reps: int) -> dict:
     home, info = synthetic_store(n)
-    store = Store.open(Settings.from_env(home=home))
+    store = open_store(home)
     texts = query_texts(n_queries + 3)
     # Read every vector first: the brute-force reference needs them in RAM, and reading them puts the
     # catalog file in the OS page cache, which is the steady state of a store in use. Without it the
@@ -129,7 +119,7 @@ def measure_n(n: int, encoder, n_queries: int, cold_reps: int) -> dict:
     brute = brute_force(mat, qv)
     del mat
     store.close()
-    reopen = Store.open(Settings.from_env(home=home))
+    reopen = open_store(home)
     t = time.perf_counter()
     reopened, _ = reopen.vector_index()  # what every new process does: load the saved index, or rebuild it
     warm["reopen_s"], warm["reopen_trained_on"] = time.perf_counter() - t, reopened.header.trained_on
