@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from synth import image_vectors, make_world  # noqa: E402
 
-from clipsearch.search.duplicates import NEIGHBOURS, _components, near_pairs  # noqa: E402
+from clipsearch.search.duplicates import NEIGHBOURS, components, near_pairs  # noqa: E402
 from clipsearch.vectors import VectorIndex  # noqa: E402
 from clipsearch.vectors.policy import choose_layout, training_size  # noqa: E402
 
@@ -102,7 +102,7 @@ def main() -> None:
     t = time.perf_counter()
     pairs = near_pairs(MemoryCatalog(vectors), index, THRESHOLD)
     t_pairs = time.perf_counter() - t
-    groups = _components(pairs)
+    groups = components(pairs)
     found = {(int(a), int(b)) for a, b in pairs[:, :2].astype(np.int64)}
     exact_truth = {(a, b) for a, b in truth_pairs if float(vectors[a - 1] @ vectors[b - 1]) >= THRESHOLD}
 

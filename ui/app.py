@@ -110,6 +110,7 @@ def read_inputs() -> PageInput:
         plus=term_values(1),
         minus=term_values(-1),
         prompts=ss.prompts,
+        collapse=bool(ss.collapse),
     )
 
 

@@ -14,7 +14,7 @@ import streamlit as st
 from clipsearch.errors import ClipsearchError
 from clipsearch.search import SearchHit
 from clipsearch.thumbnails import Thumbnails
-from clipsearch.ui.text import score_label
+from clipsearch.ui.text import human_size, score_label
 
 
 def result_grid(hits: list[SearchHit], thumbs: Thumbnails, open_detail: Callable[[int], None]) -> None:
@@ -35,3 +35,25 @@ def _card(pos: int, hit: SearchHit, thumbs: Thumbnails, open_detail: Callable[[i
         st.text(f"{score_label(hit.score)} · {Path(hit.path).name}")
         if st.button(f"Open result {hit.rank}", key=f"cs-open-{hit.id}"):
             open_detail(pos)
+        if hit.duplicates:
+            _collapsed_group(hit, thumbs)
+
+
+def _collapsed_group(hit: SearchHit, thumbs: Thumbnails) -> None:
+    """The near-duplicates folded into this result: a count, expandable to each member."""
+    n = len(hit.duplicates)
+    with st.expander(f"+{n} near-duplicate{'s' if n > 1 else ''}", key=f"cs-dups-{hit.id}"):
+        st.text(f"shown: {_facts(hit)}")
+        for copy in hit.duplicates:
+            with st.container(key=f"cs-dup-{hit.id}-{copy.id}", gap=None):
+                try:
+                    st.image(thumbs.get(copy.content_hash, copy.path), width="stretch")
+                except ClipsearchError:
+                    st.text("no preview")
+                # Name first: the grid's own cards are "score · name".
+                st.text(f"{Path(copy.path).name} · {score_label(copy.score)} · {_facts(copy)}")
+
+
+def _facts(hit: SearchHit) -> str:
+    pixels = f"{hit.width}x{hit.height}" if hit.width and hit.height else "size unknown"
+    return f"{pixels}, {human_size(hit.size)}"

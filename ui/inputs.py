@@ -39,6 +39,7 @@ class PageInput:
     plus: tuple[str, ...] = ()  # further terms to look for ("+ add term"); "2:snow" weighs one
     minus: tuple[str, ...] = ()  # terms to push out of the results ("− exclude")
     prompts: str = "default"  # a key of PROMPT_MODES
+    collapse: bool = False  # near-duplicates shown once, as their best member
 
     @property
     def is_empty(self) -> bool:
@@ -67,6 +68,7 @@ class PageInput:
             self.terms(self.plus),
             self.terms(self.minus),
             self.prompts,
+            self.collapse,
         )
 
     def without(self, *filters: str) -> PageInput:
@@ -104,6 +106,7 @@ def build_request(inp: PageInput, offset: int, k: int, max_megapixels: float) ->
         taken_after=datetime.combine(inp.after, time.min) if inp.after else None,
         taken_before=datetime.combine(inp.before, time.max) if inp.before else None,
         raw=PROMPT_MODES.get(inp.prompts),
+        collapse=inp.collapse,
     )
 
 
@@ -124,6 +127,7 @@ def to_params(inp: PageInput) -> dict[str, list[str]]:
         "n": [] if inp.page_size == DEFAULT_PAGE_SIZE else [str(inp.page_size)],
         "page": [] if inp.pages <= 1 else [str(inp.pages)],
         "prompts": [] if inp.prompts == "default" else [inp.prompts],
+        "dups": ["collapse"] if inp.collapse else [],
     }
     return {key: [v for v in values if v] for key, values in params.items() if any(values)}
 
@@ -162,5 +166,6 @@ def from_params(params: Mapping[str, Sequence[str]]) -> tuple[PageInput, list[st
         plus=tuple(params.get("plus", ())),
         minus=tuple(params.get("minus", ())),
         prompts=parsed("prompts", str, lambda v: v in PROMPT_MODES) or "default",
+        collapse=parsed("dups", str, lambda v: v == "collapse") is not None,
     )
     return inp, problems

@@ -51,6 +51,13 @@ def filters(folders: dict[str, int]) -> None:
         help="How words are embedded: as typed, or averaged with the model's prompt templates "
         "('a photo of …'). The model's default is what a benchmark found best for it.",
     )
+    sb.toggle(
+        "Collapse near-duplicates",
+        key="collapse",
+        help="Show each group of near-identical images (resized or re-encoded copies, bursts) once, as its "
+        "best member: the most pixels, then the biggest file, then the earliest. Same threshold as "
+        "`clipsearch duplicates`.",
+    )
 
 
 def store_status(store: Store, engine: Engine | None) -> None:

@@ -159,6 +159,7 @@ def session_defaults() -> None:
         "min_score": 0.0,
         "page_size": DEFAULT_PAGE_SIZE,
         "prompts": "default",
+        "collapse": False,
     }
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)

@@ -29,6 +29,7 @@ def _set_widgets(inp: PageInput) -> None:
     ss.prompts = inp.prompts
     ss.like_id = inp.like_id
     ss.pages = inp.pages
+    ss.collapse = inp.collapse
     ss.terms = []
     for sign, values in ((1, inp.plus), (-1, inp.minus)):
         for value in values:

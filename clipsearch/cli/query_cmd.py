@@ -51,6 +51,11 @@ def query_command(
     min_score: Optional[float] = typer.Option(
         None, "--min-score", help="Only results with at least this cosine score."
     ),
+    collapse: bool = typer.Option(
+        False,
+        "--collapse-duplicates",
+        help="Show each group of near-duplicates once, as its best member (threshold as `clipsearch duplicates`).",
+    ),
     after: Optional[datetime] = typer.Option(None, "--after", help="Only photos taken on/after this date (EXIF)."),
     before: Optional[datetime] = typer.Option(None, "--before", help="Only photos taken on/before this date (EXIF)."),
     raw: Optional[bool] = typer.Option(
@@ -79,7 +84,8 @@ def query_command(
         fields = dict(
             q=text, plus=plus, minus=minus, k=k, offset=offset, folder=folder, min_score=min_score,
             after=after, before=before, camera=camera, min_width=min_width, min_height=min_height, tag=tag, sort=sort,
-            raw=raw, file_types=[t for value in file_types for t in value.split(",") if t.strip()],
+            raw=raw, collapse=collapse,
+            file_types=[t for value in file_types for t in value.split(",") if t.strip()],
         )  # fmt: skip
         answer = answer_from_server(settings, fields, image)
         if answer is not None:
@@ -108,6 +114,7 @@ def query_command(
         tag=tag,
         sort=sort,
         raw=raw,
+        collapse=collapse,
     )
     request.validate()
     service = SearchService.open(store, model, device)
@@ -151,6 +158,11 @@ def print_results(result: dict, notes: list[str], warnings: list[str], as_json: 
         return
     for hit in result["results"]:
         typer.echo(f"{hit['rank']:>4}  {hit['score']:.4f}  {hit['path']}")
+        copies = hit.get("duplicates", [])
+        if copies:
+            typer.echo(f"      +{len(copies)} near-duplicate{'s' if len(copies) > 1 else ''}:")
+            for copy in copies:
+                typer.echo(f"            {copy['score']:.4f}  {copy['path']}")
 
 
 def _image_term_reader(max_megapixels: float):

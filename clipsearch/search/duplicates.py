@@ -29,7 +29,7 @@ CHUNK = 2048
 class DuplicateGroup:
     """Images whose vectors are near-identical; the first member is the one to keep."""
 
-    members: list[ImageMeta]  # the most pixels first, then the biggest file, then the path
+    members: list[ImageMeta]  # in keep_first order: the most pixels first, then the biggest file, ...
     scores: list[float]  # each member's cosine similarity to the first
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def find_duplicates(
     if not 0 < threshold <= 1:
         raise QueryError(f"the threshold is a cosine similarity in (0, 1] (got {threshold})")
     pairs = near_pairs(catalog, index, threshold, progress, neighbours)
-    groups = _components(pairs)
+    groups = components(pairs)
     return _describe(catalog, groups)
 
 
@@ -68,22 +68,40 @@ def near_pairs(
     """(a, b, cosine) rows for every pair of ids found at or above the threshold, a < b."""
     found = []
     for ids, vectors in catalog.vectors.changed(0, None, chunk=CHUNK):
-        scores, nbrs = index.search(vectors, neighbours + 1)
-        if index.kind != "flat":
-            # Compressed (PQ) scores cannot tell a copy from a lookalike (at dim 512 a neighbour at
-            # cosine 0.79 scores 0.92 of the image's own score): every neighbour is scored exactly.
-            scores = _exact_scores(catalog, vectors, nbrs)
-        keep = (nbrs >= 0) & (nbrs != ids[:, None]) & (scores >= threshold)
-        rows, cols = np.nonzero(keep)
-        a, b = ids[rows], nbrs[rows, cols]
-        found.append(np.stack([np.minimum(a, b), np.maximum(a, b), scores[rows, cols]], axis=1))
+        found.append(pairs_of(catalog, index, ids, vectors, threshold, neighbours))
         if progress:
             progress(len(ids))
+    return _unique_pairs(found)
+
+
+def pairs_of(
+    catalog: Catalog, index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, threshold: float, neighbours: int
+) -> np.ndarray:
+    """(a, b, cosine) rows, a < b, between these images and their index neighbours at or above the threshold."""
+    scores, nbrs = index.search(vectors, neighbours + 1)
+    if index.kind != "flat":
+        # Compressed (PQ) scores cannot tell a copy from a lookalike (at dim 512 a neighbour at
+        # cosine 0.79 scores 0.92 of the image's own score): every neighbour is scored exactly.
+        scores = _exact_scores(catalog, vectors, nbrs)
+    keep = (nbrs >= 0) & (nbrs != ids[:, None]) & (scores >= threshold)
+    rows, cols = np.nonzero(keep)
+    a, b = ids[rows], nbrs[rows, cols]
+    return np.stack([np.minimum(a, b), np.maximum(a, b), scores[rows, cols]], axis=1)
+
+
+def _unique_pairs(found: list[np.ndarray]) -> np.ndarray:
     if not found:
         return np.zeros((0, 3))
     pairs = np.concatenate(found)
     _, first = np.unique(pairs[:, :2].astype(np.int64), axis=0, return_index=True)
     return pairs[np.sort(first)]
+
+
+def keep_first(m: ImageMeta) -> tuple:
+    """Sort key putting the member to keep first: the most pixels, then the biggest file, then the
+    earliest capture time (undated last), then the path."""
+    taken = m.taken_at.timestamp() if m.taken_at else float("inf")
+    return (-(m.width or 0) * (m.height or 0), -m.size, taken, m.path)
 
 
 def _exact_scores(catalog: Catalog, vectors: np.ndarray, nbrs: np.ndarray) -> np.ndarray:
@@ -102,7 +120,7 @@ def _exact_scores(catalog: Catalog, vectors: np.ndarray, nbrs: np.ndarray) -> np
     return out
 
 
-def _components(pairs: np.ndarray) -> list[list[int]]:
+def components(pairs: np.ndarray) -> list[list[int]]:
     """Connected components of the pair graph (union-find with path halving)."""
     parent: dict[int, int] = {}
 
@@ -133,7 +151,7 @@ def _describe(catalog: Catalog, groups: list[list[int]]) -> list[DuplicateGroup]
         members = [meta[i] for i in ids if i in meta and i in by_id]  # others left the catalog meanwhile
         if len(members) < 2:
             continue
-        members.sort(key=lambda m: (-(m.width or 0) * (m.height or 0), -m.size, m.path))
+        members.sort(key=keep_first)
         best = by_id[members[0].id]
         out.append(DuplicateGroup(members, [float(by_id[m.id] @ best) for m in members]))
     out.sort(key=lambda g: (-len(g.members), -sum(m.size for m in g.members), g.members[0].path))

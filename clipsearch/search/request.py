@@ -49,6 +49,9 @@ class SearchRequest:
       tag           only images given this label by zero-shot tagging (`clipsearch tag`)
       sort          "score" (best first, the default), "date" (the top matches by capture time, oldest
                     first) or "date-desc" (newest first); undated photos come last either way
+      collapse      show each group of near-duplicates (cosine >= 0.95, as `clipsearch duplicates`) once,
+                    as its best member (the most pixels, then the biggest file, then the earliest); the
+                    others are the hit's `duplicates`, and paging counts groups
 
     Text embedding:
       raw           True: text terms are embedded as typed; False: each is averaged with the model's
@@ -77,6 +80,7 @@ class SearchRequest:
     tag: str | None = None
     sort: str = "score"
     raw: bool | None = None
+    collapse: bool = False
 
     def terms(self) -> list[tuple[int, QueryTerm]]:
         """Every term with its sign (+1 added, -1 subtracted), in the order they were given."""
@@ -128,8 +132,16 @@ class SearchHit(ImageMeta):
 
     rank: int
     score: float
+    # Near-duplicates of this image folded into it (SearchRequest.collapse), best score first.
+    duplicates: tuple[SearchHit, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._fields()
+        if self.duplicates:
+            out["duplicates"] = [hit._fields() for hit in self.duplicates]
+        return out
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "rank": self.rank,
             "id": self.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import cast
 
@@ -12,6 +13,7 @@ from clipsearch.catalog import ImageMeta, RowFilter
 from clipsearch.errors import EmptyStoreError, QueryError
 from clipsearch.models import Encoder
 from clipsearch.models.prompts import QueryPrompts, query_prompts
+from clipsearch.search.collapse import POOL_FACTOR, group_ranked
 from clipsearch.search.filters import row_filter
 from clipsearch.search.request import SearchHit, SearchRequest, SearchResult
 from clipsearch.search.tagging import label_embeddings
@@ -120,26 +122,64 @@ class SearchService:
         t1 = time.perf_counter()
         timings["encode_ms"] = (t1 - t0) * 1000
         rows = row_filter(req) if req.has_filters else None
+        hits = self._collapsed(q, req, rows, timings) if req.collapse else self._hits(q, req, rows, timings)
+        if req.sort != "score":
+            hits = _by_date(hits, newest_first=req.sort == "date-desc")
+        if not hits and rows is not None and rows.folder:
+            notes += self._empty_folder_note(rows.folder)
+        timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        terms = [term.describe(sign) for sign, term in req.terms()]
+        return SearchResult(hits, timings, notes, terms, self._prompts_used(req))
+
+    def _ranked(
+        self, q: np.ndarray, req: SearchRequest, rows: RowFilter | None, timings: dict[str, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
         ids, scores = self._rank(q, req, rows, timings)
         if req.min_score is not None:
             keep = scores >= req.min_score
             ids, scores = ids[keep], scores[keep]
+        return ids, scores
+
+    def _hits(
+        self, q: np.ndarray, req: SearchRequest, rows: RowFilter | None, timings: dict[str, float]
+    ) -> list[SearchHit]:
+        ids, scores = self._ranked(q, req, rows, timings)
         ids, scores = ids[req.offset : req.offset + req.k], scores[req.offset : req.offset + req.k]
-        t2 = time.perf_counter()
+        t = time.perf_counter()
         meta = self.store.catalog.results.meta(ids)
         hits = [
             _hit(req.offset + i + 1, meta[int(i_)], float(s))
             for i, (i_, s) in enumerate(zip(ids, scores, strict=True))
             if int(i_) in meta
         ]
-        if req.sort != "score":
-            hits = _by_date(hits, newest_first=req.sort == "date-desc")
-        timings["metadata_ms"] = (time.perf_counter() - t2) * 1000
-        if not hits and rows is not None and rows.folder:
-            notes += self._empty_folder_note(rows.folder)
-        timings["total_ms"] = (time.perf_counter() - t0) * 1000
-        terms = [term.describe(sign) for sign, term in req.terms()]
-        return SearchResult(hits, timings, notes, terms, self._prompts_used(req))
+        timings["metadata_ms"] = (time.perf_counter() - t) * 1000
+        return hits
+
+    def _collapsed(
+        self, q: np.ndarray, req: SearchRequest, rows: RowFilter | None, timings: dict[str, float]
+    ) -> list[SearchHit]:
+        """Results with each group of near-duplicates shown once, as its best member (req.collapse).
+
+        Paging counts groups; candidates are ranked in a pool that grows until it holds enough groups.
+        """
+        want = req.offset + req.k
+        pool = want * POOL_FACTOR
+        while True:
+            ids, _scores = self._ranked(q, replace(req, offset=0, k=pool), rows, timings)
+            t = time.perf_counter()
+            groups = group_ranked(self.store.catalog, self.index, q, ids, rows)
+            timings["collapse_ms"] = (time.perf_counter() - t) * 1000
+            if len(groups) >= want or len(ids) < pool or pool >= self.index.ntotal:
+                break
+            pool *= POOL_FACTOR
+        page = groups[req.offset : want]
+        return [
+            replace(
+                _hit(req.offset + n + 1, g.best, g.score),
+                duplicates=tuple(_hit(req.offset + n + 1, m, s) for m, s in g.others),
+            )
+            for n, g in enumerate(page)
+        ]
 
     def _prompts_used(self, req: SearchRequest) -> dict[str, object]:
         used = self.uses_prompts(req)
