@@ -134,11 +134,20 @@ def demo_data_command(
     split: str = typer.Option("train", "--split", help=_SPLIT_HELP),
     size: int = typer.Option(128, "--size", min=16, help="Image side in pixels."),
     workers: int = typer.Option(1, "--workers", min=1),
+    captions: str = typer.Option(
+        "v2",
+        "--captions",
+        help="Caption style: v2 also names each object of a multi-object scene; v1 always leads with the count "
+        "(the bundled model's first training stage).",
+    ),
 ) -> None:
     """Generate a captioned corpus of coloured shapes (itself a `clipsearch train` DATA folder)."""
     from clipsearch.synthetic import SPLITS, generate_corpus
+    from clipsearch.synthetic.captions import CAPTION_STYLES
 
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
-    generate_corpus(out, n, seed, split=split, size=size, workers=workers)
+    if captions not in CAPTION_STYLES:
+        raise ConfigError(f"--captions must be one of {', '.join(CAPTION_STYLES)}, not {captions!r}")
+    generate_corpus(out, n, seed, split=split, size=size, workers=workers, style=captions)
     typer.echo(f"wrote {n} images with captions to {out} ({split} split, seed {seed})")

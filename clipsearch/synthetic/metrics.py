@@ -1,9 +1,11 @@
 """Scores that only make sense for the synthetic shapes world: zero-shot colour and shape accuracy,
-colour+shape retrieval precision, and count-aware R-precision, from a folder's scenes.jsonl labels.
+colour+shape retrieval precision (over the whole set and inside album-sized slices of it), and
+count-aware R-precision, from a folder's scenes.jsonl labels.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,11 @@ from clipsearch.synthetic.corpus import read_labels
 from clipsearch.synthetic.world import COLOURS, SHAPES, heldout_combinations, seen_combinations
 
 PRECISION_K = 10
+# A personal album: 400 pictures, ~7 per colour+shape pair, the commonest pairs ~12. At this
+# scale a pair's pictures must all rank above every other picture to fill a top 10, which a
+# 5,000-image set (~80 per pair) never tests.
+ALBUM_SIZE = 400
+ALBUM_PAIRS = 8
 
 
 def pair_precision(image_emb, colours, shapes, pairs, embed, k: int = PRECISION_K) -> float:
@@ -25,6 +32,19 @@ def pair_precision(image_emb, colours, shapes, pairs, embed, k: int = PRECISION_
     colours, shapes = np.asarray(colours), np.asarray(shapes)
     hits = [((colours[row] == c) & (shapes[row] == s)).mean() for row, (c, s) in zip(top, pairs, strict=False)]
     return float(np.mean(hits))
+
+
+def album_precision(image_emb, colours, shapes, embed, size: int = ALBUM_SIZE, top: int = ALBUM_PAIRS) -> float:
+    """Mean precision@10 of "a COLOUR SHAPE" queries searched inside albums: consecutive slices of
+    `size` images, each queried for its `top` commonest pairs (any count of objects is a hit)."""
+    colours, shapes = np.asarray(colours), np.asarray(shapes)
+    scores = []
+    for start in range(0, len(colours) - size + 1, size):
+        part = slice(start, start + size)
+        counts = Counter(zip(colours[part].tolist(), shapes[part].tolist(), strict=True))
+        pairs = [pair for pair, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+        scores.append(pair_precision(image_emb[part], colours[part], shapes[part], pairs, embed))
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 def scene_r_precision(image_emb, colours, shapes, counts, pairs, embed) -> float:
@@ -60,6 +80,7 @@ def synthetic_metrics(image_emb: np.ndarray, labels: list[dict], embed: TextEmbe
         "shape_accuracy": zero_shot_accuracy(image_emb, shapes, list(SHAPES), shape_prompts, embed),
         "pair_precision@10_seen": pair_precision(image_emb, colours, shapes, seen, embed),
         "pair_precision@10_heldout": pair_precision(image_emb, colours, shapes, held, embed),
+        "album_precision@10": album_precision(image_emb, colours, shapes, embed),
         "scene_r_precision_seen": scene_r_precision(image_emb, colours, shapes, counts, seen, embed),
         "scene_r_precision_heldout": scene_r_precision(image_emb, colours, shapes, counts, held, embed),
     }
