@@ -66,18 +66,42 @@ def test_unknown_split_is_refused(tmp_path):
         generate_corpus(tmp_path, 2, seed=0, split="test")
 
 
-@pytest.mark.parametrize("index", range(60))
-def test_captions_agree_with_the_scene(index):
-    scene, texts = make_item(5, "heldout", index)
+def _says_the_count(text: str, scene) -> bool:
+    """A count word, or (v2) each object named, or "another" / "two more" after the first."""
     number = {1: ("a ", "one "), 2: ("two ",), 3: ("three ",)}[scene.count]
+    if any(f" {n}" in f" {text}" for n in number):
+        return True
+    named = sum(w == scene.shape for w in text.replace(",", "").split())
+    follow = {2: "another", 3: "two more"}.get(scene.count)
+    return named == scene.count or bool(follow and f" {follow} " in text)
+
+
+@pytest.mark.parametrize("style", ["v1", "v2"])
+@pytest.mark.parametrize("index", range(60))
+def test_captions_agree_with_the_scene(index, style):
+    scene, texts = make_item(5, "heldout", index, style)
     for text in texts:
         words = text.split()
         assert any(w.startswith(scene.shape) for w in words), text
         assert not any(w.startswith(s) for s in SHAPES if s != scene.shape for w in words), text
         assert not any(c in words for c in COLOURS if c not in (scene.colour, scene.background)), text
-        assert any(f" {n}" in f" {text}" for n in number), text
+        assert _says_the_count(text, scene), text
         if scene.count > 1:
             assert "corner" not in text and " centre" not in text
+        if style == "v1":  # v1 always leads with the count word
+            assert any(f" {n}" in f" {text}" for n in {1: ("a ", "one "), 2: ("two ",), 3: ("three ",)}[scene.count])
+
+
+def test_v2_captions_name_single_objects_in_multi_object_scenes():
+    """The fine-tune's point: "a red circle" also describes a picture of two or three red circles."""
+    texts = [
+        (scene, t) for i in range(400) for scene, ts in [make_item(0, "train", i, "v2")] if scene.count > 1 for t in ts
+    ]
+    named = [t for scene, t in texts if f"a {scene.colour} {scene.shape}" in t]
+    assert 0.2 < len(named) / len(texts) < 0.7
+    assert make_item(0, "train", 3, "v1")[0] == make_item(0, "train", 3, "v2")[0]  # same picture either way
+    with pytest.raises(ValueError, match="caption style"):
+        make_item(0, "train", 3, "v3")
 
 
 def test_some_captions_leave_colour_out():

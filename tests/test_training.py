@@ -228,6 +228,29 @@ def test_train_cli_lowers_loss_and_writes_a_loadable_checkpoint(tmp_path):
     assert load_encoder(str(tuned), device="cpu").dim == encoder.dim
 
 
+def test_lock_image_trains_only_the_text_tower(tmp_path):
+    """--lock-image (LiT): image embeddings of the start model stay exactly valid, text ones move."""
+    generate_corpus(tmp_path / "train", 96, seed=1, size=64)
+    generate_corpus(tmp_path / "held", 32, seed=2, split="heldout", size=64)
+    start, tuned = tmp_path / "start", tmp_path / "tuned"
+    common = ["--eval", str(tmp_path / "held"), "--batch-size", "32", "--device", "cpu", "--seed", "1"]
+    first = CliRunner().invoke(
+        app, ["train", str(tmp_path / "train"), "--out", str(start), "--arch", "cs-tiny", "--epochs", "1", *common]
+    )
+    assert first.exit_code == 0, first.output
+    args = ["train", str(tmp_path / "train"), "--out", str(tuned), "--from", str(start), "--lock-image", "--lr", "1e-2"]
+    result = CliRunner().invoke(app, [*args, "--epochs", "2", *common])
+    assert result.exit_code == 0, result.output
+    assert "image tower locked" in result.output
+    meta = json.loads((tuned / "open_clip_config.json").read_text())["clipsearch"]
+    assert meta["hyperparameters"]["lock_image"] is True and "--lock-image" in meta["command"]
+    before, after = load_encoder(str(start), device="cpu"), load_encoder(str(tuned), device="cpu")
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(before.encode_images(pixels), after.encode_images(pixels))
+    texts = ["a red circle", "two blue squares"]
+    assert not np.allclose(before.encode_texts(texts), after.encode_texts(texts), atol=1e-3)
+
+
 def test_train_cli_errors_are_one_line(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--arch", "cs-tiny"])

@@ -73,6 +73,12 @@ def train_command(
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes decoding images."),
     half: bool = typer.Option(False, "--half", help="Store the weights as float16 (half the size)."),
+    lock_image: bool = typer.Option(
+        False,
+        "--lock-image",
+        help="Keep the image tower fixed and train only the text tower (LiT): cheaper, and vectors "
+        "indexed with the starting model stay valid.",
+    ),
     name: Optional[str] = typer.Option(
         None, "--name", help="Model name recorded in the checkpoint (default: OUT's name)."
     ),
@@ -93,6 +99,7 @@ def train_command(
         "--warmup": warmup,
         "--seed": seed,
         "--half": half,
+        "--lock-image": lock_image,
         "--name": name,
     }
     cfg = TrainConfig(
@@ -109,6 +116,7 @@ def train_command(
         seed=seed,
         workers=workers,
         half=half,
+        lock_image=lock_image,
         name=name,
         command=_command_line(data, out, options),
         scorer=scorer_for(eval_data or data),

@@ -30,8 +30,17 @@ class TokenTable:
 
 
 class Batcher:
-    def __init__(self, pixels: np.ndarray, tokens: TokenTable, pre: PreprocessConfig, device, seed: int):
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        tokens: TokenTable,
+        pre: PreprocessConfig,
+        device,
+        seed: int,
+        features: torch.Tensor | None = None,
+    ):
         self.pixels = pixels
+        self.features = features  # the images' embeddings when the image tower is locked
         self.tokens = tokens
         self.device = device
         self.seed = seed
@@ -45,7 +54,10 @@ class Batcher:
 
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         indices = np.sort(indices)  # sorted gathers are faster; order within a batch does not matter
-        x = torch.from_numpy(self.pixels[indices]).to(self.device, non_blocking=True)
-        x = (x.permute(0, 3, 1, 2).float().div_(255) - self.mean) / self.std
+        if self.features is not None:
+            x = self.features[torch.from_numpy(indices)].to(self.device, non_blocking=True)
+        else:
+            x = torch.from_numpy(self.pixels[indices]).to(self.device, non_blocking=True)
+            x = (x.permute(0, 3, 1, 2).float().div_(255) - self.mean) / self.std
         rows = self.tokens.starts[indices] + self.rng.integers(0, self.tokens.counts[indices])
         return x, self.tokens.tokens[torch.from_numpy(rows)].to(self.device, non_blocking=True)

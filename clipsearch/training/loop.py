@@ -46,6 +46,10 @@ class TrainConfig:
     workers: int = 1
     val_fraction: float = 0.05
     half: bool = False
+    # Locked-image tuning (LiT, Zhai et al. 2022): the image tower stays as it is and only the text
+    # tower and the temperature learn, against image embeddings computed once. Several times cheaper
+    # per step, and the stored vectors of an index made with the starting model stay valid.
+    lock_image: bool = False
     name: Optional[str] = None
     command: str = ""
     scorer: Optional[Scorer] = None  # extra held-out metrics (the CLI passes the synthetic world's)
@@ -110,6 +114,18 @@ def _embed_images(model, pixels: np.ndarray, pre, device) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+def _locked_image_features(model, train_set: Dataset, pre, report: Reporter, device) -> torch.Tensor:
+    """Freeze the image tower and embed every training image once (its output can no longer change)."""
+    for param in model.visual.parameters():
+        param.requires_grad_(False)
+    report(TrainEvent("data", message=f"image tower locked: embedding {len(train_set)} training images once"))
+    model.eval()  # batch norm in inference mode, as the index will run it
+    try:
+        return torch.from_numpy(_embed_images(model, train_set.pixels, pre, device))
+    finally:
+        model.train()
+
+
 def _text_embedder(model, tokenizer, device):
     @torch.no_grad()
     def embed(texts: list[str]) -> np.ndarray:
@@ -152,6 +168,7 @@ def _metadata(cfg, bundle, info, stats: dict) -> dict:
             "lr": cfg.lr,
             "weight_decay": cfg.weight_decay,
             "warmup_steps": cfg.warmup,
+            "lock_image": cfg.lock_image,
         },
         "hardware": {
             "device": stats["device"],
@@ -194,6 +211,10 @@ def _run(cfg: TrainConfig, info: DistInfo, device, started: float, report: Repor
     for item in skipped:
         report(TrainEvent("skipped", message=f"skipping {item.item}: {item.reason}"))
     model = bundle.model.to(device).train()
+    # Before the optimiser and the DDP wrapper are made: both must see the image tower frozen.
+    features = (
+        _locked_image_features(model, train_set, bundle.preprocess_cfg, report, device) if cfg.lock_image else None
+    )
     global_batch = min(cfg.batch_size * info.world_size, len(train_set))
     local_batch = global_batch // info.world_size
     steps_per_epoch = len(train_set) // global_batch
@@ -213,7 +234,7 @@ def _run(cfg: TrainConfig, info: DistInfo, device, started: float, report: Repor
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     tokens = TokenTable.build(train_set.captions, bundle.tokenizer)
-    batcher = Batcher(train_set.pixels, tokens, bundle.preprocess_cfg, device, cfg.seed)
+    batcher = Batcher(train_set.pixels, tokens, bundle.preprocess_cfg, device, cfg.seed, features)
     history: list[dict] = []
     stats = {"device": str(device)}
     report(TrainEvent("start", total_steps=total, message=f"{len(train_set)} training images, {len(evalset)} held out"))
@@ -276,10 +297,13 @@ def _train_epoch(wrapped, model, batcher, optimizer, scheduler, scaler, device, 
         start = i * global_batch + info.rank * local_batch
         images, texts = batcher.batch(order[start : start + local_batch])
         with _autocast(device):
-            out = wrapped(image=images, text=texts)
+            # With the image tower locked, `images` are its stored embeddings: only text runs forward.
+            out = wrapped(image=None if batcher.features is not None else images, text=texts)
         image_features, text_features = (
             (out["image_features"], out["text_features"]) if isinstance(out, dict) else out[:2]
         )
+        if batcher.features is not None:
+            image_features = images
         loss = distributed_clip_loss(image_features, text_features, model.logit_scale)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
