@@ -97,7 +97,7 @@ def _unique_pairs(found: list[np.ndarray]) -> np.ndarray:
     return pairs[np.sort(first)]
 
 
-def keep_first(m: ImageMeta) -> tuple:
+def keep_first(m: ImageMeta) -> tuple[int, int, float, str]:
     """Sort key putting the member to keep first: the most pixels, then the biggest file, then the
     earliest capture time (undated last), then the path."""
     taken = m.taken_at.timestamp() if m.taken_at else float("inf")
