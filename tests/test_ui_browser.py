@@ -475,3 +475,47 @@ def test_password_and_host_checks_over_http(served):
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+GROUPED_CARDS = """
+return [...document.querySelectorAll('[class*=st-key-cs-card-]')].map(card => {
+  const own = [...card.querySelectorAll('[data-testid=stText]')].find(e => !e.closest('[data-testid=stExpander]'));
+  const group = card.querySelector('[data-testid=stExpander] summary');
+  const n = group ? group.textContent.match(/\\+(\\d+) near-duplicate/) : null;
+  return [own ? own.textContent.split(' · ')[1] : null, n ? Number(n[1]) : 0];
+});
+"""
+GROUP_TEXTS = (
+    "return [...document.querySelectorAll('[class*=st-key-cs-card-] [data-testid=stExpander] [data-testid=stText]')]"
+    ".map(e => e.textContent)"
+)
+
+
+def test_collapsed_near_duplicates_expand_to_their_plain_text_names(browser, served, hostile_store):
+    """The random test model calls most pictures near-identical, so the hostile folder collapses into few
+    groups (tests/test_collapse.py checks the grouping itself on the bundled model): every picture is
+    shown once, as a card or inside its card's group, and the group's names are plain text."""
+    photos, _home = hostile_store
+    viewport(browser, 1400, 900)
+    folder = urllib.parse.quote(str(photos / "hostile"))
+    browser.get(f"{served}/?q=a+mosaic&folder={folder}&n=24&dups=collapse")
+    wait(browser, lambda d: d.execute_script(GROUPED_CARDS) and d.execute_script(LOADED_THUMBS) >= 1)
+    cards = browser.execute_script(GROUPED_CARDS)
+    assert sum(1 + n for _name, n in cards) == len(HOSTILE_NAMES), cards
+    assert len(cards) < len(HOSTILE_NAMES), "nothing was collapsed"
+    grouped = next(i for i, (_name, n) in enumerate(cards) if n)
+    summary = browser.find_elements(By.CSS_SELECTOR, "[class*=st-key-cs-card-]")[grouped].find_element(
+        By.CSS_SELECTOR, "[data-testid=stExpander] summary"
+    )
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", summary)
+    summary.click()
+    wait(browser, lambda d: any(t.startswith("shown: ") for t in d.execute_script(GROUP_TEXTS)))
+    members = [t.split(" · ")[0] for t in browser.execute_script(GROUP_TEXTS) if not t.startswith("shown: ")]
+    assert len(members) == cards[grouped][1] and set(members) <= set(HOSTILE_NAMES), members
+    assert browser.execute_script(OUTSIDE_REFERENCES) == []
+
+    # Switched off, every picture is a card of its own again.
+    toggle = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebar] .st-key-collapse input")
+    browser.execute_script("arguments[0].click()", toggle)
+    wait(browser, lambda d: "dups=" not in d.current_url and len(d.execute_script(GROUPED_CARDS)) == len(HOSTILE_NAMES))
+    assert sorted(card_names(browser)) == sorted(HOSTILE_NAMES)
