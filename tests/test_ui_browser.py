@@ -507,8 +507,7 @@ def test_collapsed_near_duplicates_expand_to_their_plain_text_names(browser, ser
     summary = browser.find_elements(By.CSS_SELECTOR, "[class*=st-key-cs-card-]")[grouped].find_element(
         By.CSS_SELECTOR, "[data-testid=stExpander] summary"
     )
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", summary)
-    summary.click()
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", summary)
     wait(browser, lambda d: any(t.startswith("shown: ") for t in d.execute_script(GROUP_TEXTS)))
     members = [t.split(" · ")[0] for t in browser.execute_script(GROUP_TEXTS) if not t.startswith("shown: ")]
     assert len(members) == cards[grouped][1] and set(members) <= set(HOSTILE_NAMES), members
