@@ -79,6 +79,10 @@ class Client:
             raise RuntimeError(f"status {response.status}: {body[:200]!r}")
         return json.loads(body)
 
+    def health(self) -> dict:
+        self.conn.request("GET", "/healthz")
+        return json.loads(self.conn.getresponse().read())
+
     def close(self) -> None:
         self.conn.close()
 
@@ -143,13 +147,21 @@ def concurrent(url: str, texts: list[str], clients: int) -> dict:
             client.close()
 
     threads = [threading.Thread(target=work, args=(mine,)) for mine in per_client]
+    probe = Client(url)
+    before = probe.health()
     t0 = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     seconds = time.perf_counter() - t0
+    after = probe.health()
+    probe.close()
+    calls = after.get("text_calls", 0) - before.get("text_calls", 0)
+    texts = after.get("texts_encoded", 0) - before.get("texts_encoded", 0)
     return {
+        "text_calls": calls,
+        "texts_per_call": texts / calls if calls else float("nan"),
         "clients": clients,
         "queries": len(latencies),
         "failures": len(failures),
@@ -210,6 +222,7 @@ def section(res: dict, quick: bool) -> str:
                 c["failures"],
                 f"**{fmt(c['qps'], 1)}**",
                 f"{fmt(c['ms']['p50'])} / {fmt(c['ms']['p95'])}",
+                fmt(c.get("texts_per_call", float("nan"))),
                 f"**{fmt(r['cli_via_server_s']['median'])}**",
                 verdict(r["cli_via_server_s"]["median"] <= 0.3),
                 fmt(r["cli_no_server_s"]["median"]),
@@ -239,11 +252,13 @@ to a `clipsearch serve` subprocess on one keep-alive connection: JSON in, text e
 {scale_note}
 {table(["N", "index", "in-process p50 / p95 (ms)", "HTTP API p50 / p95 (ms)", "API / in-process p50", "target <= 1.5"], rows)}
 
-Load and the CLI: {CLIENTS} client threads, each with its own connection, send {4 * res["queries"]} queries in all;
+Load and the CLI: {CLIENTS} client threads, each with its own connection, send {4 * res["queries"]} queries in all
+(texts per model call: the query texts the server encoded over the model calls it made meanwhile, from `/healthz`;
+texts that arrive while the model runs share its next call);
 `clipsearch query "a dog on a beach" -k {K}` timed as a whole new process while the server runs (median of
 {res["cli_reps"]}), and with `--no-server` for scale:
 
-{table(["N", "clients", "queries", "failures", "queries/s", "latency p50 / p95 (ms)", "CLI via server (s)", "target <= 0.3 s", "CLI --no-server (s)"], rows_load)}
+{table(["N", "clients", "queries", "failures", "queries/s", "latency p50 / p95 (ms)", "texts per model call", "CLI via server (s)", "target <= 0.3 s", "CLI --no-server (s)"], rows_load)}
 """
 
 

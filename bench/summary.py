@@ -138,6 +138,11 @@ def text_rows(r: dict) -> list[list]:
     ]
 
 
+def _load_note(size: dict) -> str:
+    load = size.get("load_avg")
+    return f" (1-min load average {fmt(load['mean'], 1)} on 2 cores during the run)" if load else ""
+
+
 def api_rows(r: dict) -> list[list]:
     rows = []
     for s in r["sizes"]:
@@ -154,7 +159,7 @@ def api_rows(r: dict) -> list[list]:
         rows.append(
             [
                 f"HTTP API {n:,}: queries/s, {c['clients']} clients",
-                f"**{fmt(c['qps'], 1)}**",
+                f"**{fmt(c['qps'], 1)}**" + _load_note(s),
                 ">= 50 (ONNX text tower)",
                 verdict(c["qps"] >= 50),
                 _run(r),

@@ -46,7 +46,7 @@ def test_search_endpoints_answer_as_the_cli_does(backend, home, photos):
 
 
 def _check_search(http, photos) -> None:
-    assert http.get("/healthz").json() == {"ok": True, "loaded": True}
+    assert http.get("/healthz").json() == {"ok": True, "loaded": True, "text_calls": 0, "texts_encoded": 0}
     assert http.get("/api/status").json() == status_json()
     got = http.get("/api/search", params={"q": "a photo", "k": 5})
     assert got.status_code == 200, got.text

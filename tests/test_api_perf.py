@@ -75,7 +75,9 @@ def _hits(answer: dict) -> list[tuple]:
 def test_concurrent_clients_get_the_same_answers_as_serial_ones(server):
     work = [(i, QUERIES[i % len(QUERIES)]) for i in range(48)]
     with server.client() as http:
+        start = http.get("/healthz").json()
         serial = {i: _search(http, i, text) for i, text in work}
+        middle = http.get("/healthz").json()
     concurrent: dict[int, dict] = {}
 
     def client(mine):
@@ -86,6 +88,12 @@ def test_concurrent_clients_get_the_same_answers_as_serial_ones(server):
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(client, [work[j::6] for j in range(6)]))
     assert len(concurrent) == len(work)
+    with server.client() as http:
+        end = http.get("/healthz").json()
+    # The same texts were encoded either way; serially one model call per request, concurrently no more.
+    assert middle["text_calls"] - start["text_calls"] == len(work)
+    assert end["texts_encoded"] - middle["texts_encoded"] == middle["texts_encoded"] - start["texts_encoded"]
+    assert end["text_calls"] - middle["text_calls"] <= len(work)
     for i, _text in work:
         assert _hits(concurrent[i]) == _hits(serial[i]), i
         scores = [h["score"] for h in concurrent[i]["results"]]

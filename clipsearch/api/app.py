@@ -76,9 +76,9 @@ def create_app(engine: ApiEngine, token: str | None = None, allowed_hosts: tuple
     async def status() -> dict:
         return await run_in_threadpool(engine.status)
 
-    @app.get("/healthz", summary="Liveness, and whether the model and index are loaded")
+    @app.get("/healthz", summary="Liveness, whether the model and index are loaded, and text encoding's sharing")
     async def healthz() -> dict:
-        return {"ok": True, "loaded": engine.loaded}
+        return {"ok": True, "loaded": engine.loaded, **engine.encoding_counts()}
 
     # Outermost: nothing runs before the Host, token and size checks.
     return Guard(app, token, allowed_hosts, engine.limits.max_upload_bytes + 64 * 1024)

@@ -100,6 +100,13 @@ class ApiEngine:
         with self._index_lock.writing():
             catch_up(service.index, self.store.catalog)
 
+    def encoding_counts(self) -> dict[str, int]:
+        """Model calls for query texts and the texts they encoded, since start (texts/calls: the sharing)."""
+        encoder = self._service.encoder if self._service else None
+        if not isinstance(encoder, BatchingEncoder):
+            return {}
+        return {"text_calls": encoder.batcher.calls, "texts_encoded": encoder.batcher.texts}
+
     def warnings(self) -> list[str]:
         encoder = self._service.encoder if self._service else None
         if encoder is None or not encoder.is_random:
