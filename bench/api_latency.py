@@ -87,6 +87,15 @@ class Client:
         self.conn.close()
 
 
+def _health(url: str) -> dict:
+    """/healthz on a new connection (uvicorn closes one left idle for 5 s)."""
+    client = Client(url)
+    try:
+        return client.health()
+    finally:
+        client.close()
+
+
 def start_server(home: Path, env: dict) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [clipsearch_exe(), "--home", str(home), "serve", "--port", "0"],
@@ -148,16 +157,14 @@ def concurrent(url: str, texts: list[str], clients: int) -> dict:
             client.close()
 
     threads = [threading.Thread(target=work, args=(mine,)) for mine in per_client]
-    probe = Client(url)
-    before = probe.health()
+    before = _health(url)
     t0 = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     seconds = time.perf_counter() - t0
-    after = probe.health()
-    probe.close()
+    after = _health(url)
     calls = after.get("text_calls", 0) - before.get("text_calls", 0)
     texts = after.get("texts_encoded", 0) - before.get("texts_encoded", 0)
     return {
