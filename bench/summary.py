@@ -166,7 +166,13 @@ def api_rows(r: dict) -> list[list]:
             ]
         )
         rows.append(
-            [f"HTTP API {n:,}: CLI query via the server (s)", f"**{fmt(cli)}**", "<= 0.3", verdict(cli <= 0.3), _run(r)]
+            [
+                f"HTTP API {n:,}: CLI query via the server (s)",
+                f"**{fmt(cli)}**" + _load_note(s),
+                "<= 0.3",
+                verdict(cli <= 0.3),
+                _run(r),
+            ]
         )
     return rows
 
