@@ -8,6 +8,7 @@ from pathlib import Path
 
 from clipsearch.models import BUNDLED_DIR, bundled_models, model_id_for
 from clipsearch.models.prompts import query_prompts
+from clipsearch.models.spec import is_multilingual
 
 
 def bundled() -> list[dict]:
@@ -40,14 +41,18 @@ def open_clip_pretrained() -> list[dict] | None:
         cfg = open_clip.get_model_config(arch) or {}
         vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
         source = open_clip.get_pretrained_cfg(arch, tag) or {}
+        hf_text = text.get("hf_model_name")
         rows.append(
             {
                 "spec": f"{arch}:{tag}",
                 "embed_dim": cfg.get("embed_dim"),
                 "image_size": vision.get("image_size"),
                 "vision": _tower(vision),
-                "text": text.get("hf_model_name") or _tower(text),
+                "text": hf_text or _tower(text),
                 "hub": (source.get("hf_hub") or "").rstrip("/") or None,
+                # A Hugging Face text tower runs on torch (with transformers), never exported to ONNX.
+                "runtime": "torch" if hf_text else "onnx or torch",
+                "multilingual": is_multilingual(hf_text),
             }
         )
     return rows

@@ -21,7 +21,7 @@ import torch
 from clipsearch.errors import ModelError
 from clipsearch.imaging import PreprocessConfig
 from clipsearch.models.base import Encoder
-from clipsearch.models.spec import CONFIGS_DIR, ModelSpec, bundled_models, model_id_for
+from clipsearch.models.spec import CONFIGS_DIR, ModelSpec, bundled_models, hf_text_tower, model_id_for
 
 RANDOM_SEED = 0
 
@@ -125,6 +125,9 @@ class OpenClipEncoder(Encoder):
             block.mlp.c_fc.int8_original_dtype = torch.float32
 
     def count_tokens(self, text: str) -> int:
+        hf = getattr(self.tokenizer, "tokenizer", None)  # open_clip's HFTokenizer wraps a transformers one
+        if callable(hf):
+            return len(hf(text)["input_ids"])  # <s> and </s> included
         encode = getattr(self.tokenizer, "encode", None)
         if encode is None:
             return 0
@@ -154,9 +157,10 @@ def preprocess_config_of(model) -> PreprocessConfig:
     return PreprocessConfig.from_dict(cfg)
 
 
-def _create(open_clip, name: str, pretrained: str | None, cache_dir: Path | None):
+def _create(open_clip, name: str, pretrained: str | None, cache_dir: Path | None, **kwargs):
     try:
-        return open_clip.create_model(name, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None)
+        cache = str(cache_dir) if cache_dir else None
+        return open_clip.create_model(name, pretrained=pretrained, cache_dir=cache, **kwargs)
     except RuntimeError as exc:
         if "not found in built-ins" in str(exc):
             raise ModelError(
@@ -202,6 +206,28 @@ def _download_reason(exc: Exception) -> str:
 
 def build_model(parsed: ModelSpec, spec: str, cache_dir: Path | None):
     """The open_clip model and its tokenizer for a torch-loadable spec (on the CPU, fp32, eval mode)."""
+    text_tower = hf_text_tower(parsed)
+    if text_tower is None:
+        return _build_model(parsed, spec, cache_dir)
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        raise ModelError(
+            f"{spec} has a Hugging Face text tower ({text_tower}), which needs transformers: "
+            "pip install 'clipsearch[torch]' (or pip install transformers)"
+        )
+    try:
+        return _build_model(parsed, spec, cache_dir)
+    except OSError as exc:  # transformers' word for "not on the hub, not in the cache"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{spec}: the Hugging Face files of its text tower {text_tower} could not be loaded ({first}). "
+            "Its config and tokenizer are downloaded once from the Hugging Face hub into its cache (HF_HOME): "
+            "connect once, or unset HF_HUB_OFFLINE"
+        ) from exc
+
+
+def _build_model(parsed: ModelSpec, spec: str, cache_dir: Path | None):
     open_clip = open_clip_with_configs()
     if parsed.kind in ("bundled", "checkpoint"):
         name = f"local-dir:{parsed.path}"
@@ -215,7 +241,8 @@ def build_model(parsed: ModelSpec, spec: str, cache_dir: Path | None):
         # with random:ARCH must be queryable by a later process.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
-            model = _create(open_clip, parsed.arch, None, None)
+            # pretrained_hf=False: a Hugging Face text tower starts random too, not from downloaded weights.
+            model = _create(open_clip, parsed.arch, None, None, pretrained_hf=False)
     elif parsed.kind == "file":
         try:
             model = _create(open_clip, parsed.arch, str(parsed.path), None)

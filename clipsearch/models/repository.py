@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clipsearch.errors import ModelError
 from clipsearch.models import layout
-from clipsearch.models.spec import PUBLISHED_ONNX, ModelSpec, published_onnx_repo, weights_key
+from clipsearch.models.spec import PUBLISHED_ONNX, ModelSpec, hf_text_tower, published_onnx_repo, weights_key
 
 log = logging.getLogger(__name__)
 BUNDLED_ONNX = "onnx"  # a bundled model's towers: BUNDLED_DIR/<name>/onnx/
@@ -26,6 +26,14 @@ def torch_available() -> bool:
         return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("open_clip") is not None
     except ImportError:  # an import hook that refuses the package: not installed, as far as we are concerned
         return False
+
+
+def hf_text_needs_torch(spec: str, text_tower: str) -> str:
+    return (
+        f"{spec} has a Hugging Face text tower ({text_tower}; the multilingual models do), which runs on the "
+        "torch runtime only: pip install 'clipsearch[torch]' (torch, open_clip and transformers); its config "
+        "and tokenizer are downloaded once from the Hugging Face hub"
+    )
 
 
 def export_dir(parsed: ModelSpec, cache_dir: Path) -> Path:
@@ -46,6 +54,14 @@ def onnx_folder(parsed: ModelSpec, spec: str, cache_dir: Path) -> Path | None:
         return download(parsed.tag, cache_dir)
     if parsed.kind == "bundled" and layout.is_onnx_dir(parsed.path / BUNDLED_ONNX):
         return parsed.path / BUNDLED_ONNX
+    text_tower = hf_text_tower(parsed)
+    if text_tower is not None:
+        # A Hugging Face text tower (the multilingual models): its tokenizer is not CLIP's BPE, which
+        # the ONNX encoder implements, so the model runs on torch.
+        if not torch_available():
+            raise ModelError(hf_text_needs_torch(spec, text_tower))
+        log.debug(f"{spec}: text tower {text_tower} runs on torch")
+        return None
     target = export_dir(parsed, cache_dir)
     if layout.is_onnx_dir(target):
         return target

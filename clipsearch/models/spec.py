@@ -13,12 +13,14 @@ Specs, in the order they are tried:
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from clipsearch.errors import ModelError
-from clipsearch.models.checkpoint import checkpoint_model_id, file_digest, is_checkpoint_dir
+from clipsearch.models.checkpoint import checkpoint_model_id, file_digest, is_checkpoint_dir, read_config
 from clipsearch.models.layout import is_onnx_dir, onnx_dir_model_id
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -37,6 +39,10 @@ PUBLISHED_ONNX = {
     "ViT-B-16:openai": "immich-app/ViT-B-16__openai",
     "ViT-L-14:openai": "immich-app/ViT-L-14__openai",
 }
+# open_clip architectures whose text tower is a Hugging Face model, by name, for where open_clip's
+# own configs cannot be read (the light install). Multilingual: the XLM-RoBERTa, mT5 and NLLB towers.
+HF_TEXT_ARCH_PREFIXES = ("xlm-roberta-", "mt5-", "nllb-clip-", "roberta-", "coca_roberta-")
+MULTILINGUAL_TEXT_TOWERS = ("xlm-roberta", "mt5", "nllb")
 
 
 def bundled_models() -> list[str]:
@@ -100,6 +106,44 @@ def parse_model_spec(spec: str) -> ModelSpec:
         f"or ONNX folder, hf:OWNER/REPO, random:ARCH, or a bundled model "
         f"({', '.join(bundled_models()) or 'none installed'})"
     )
+
+
+def hf_text_tower(parsed: ModelSpec) -> str | None:
+    """The Hugging Face model a spec's text tower is built from (e.g. "xlm-roberta-base"), or None.
+
+    Such towers need transformers, their tokenizer is the HF model's (not CLIP's BPE), and they run on
+    the torch runtime. Read from the architecture's config without importing open_clip.
+    """
+    if parsed.kind in ("bundled", "checkpoint") and parsed.path is not None:
+        cfg = read_config(parsed.path).get("model_cfg", {})
+    elif parsed.arch:
+        cfg = _arch_config(parsed.arch)
+        if cfg is None:
+            return parsed.arch if parsed.arch.startswith(HF_TEXT_ARCH_PREFIXES) else None
+    else:
+        return None
+    name = cfg.get("text_cfg", {}).get("hf_model_name")
+    return str(name) if name else None
+
+
+def is_multilingual(text_tower: str | None) -> bool:
+    return bool(text_tower) and any(key in str(text_tower).lower() for key in MULTILINGUAL_TEXT_TOWERS)
+
+
+def _arch_config(arch: str) -> dict | None:
+    """An architecture's JSON config from clipsearch's or open_clip's config folder; None when unreadable."""
+    try:
+        found = importlib.util.find_spec("open_clip")
+    except ImportError:
+        found = None
+    folders = [CONFIGS_DIR]
+    if found is not None and found.submodule_search_locations:
+        folders += [Path(p) / "model_configs" for p in found.submodule_search_locations]
+    for folder in folders:
+        path = folder / f"{arch}.json"
+        if path.is_file():
+            return dict(json.loads(path.read_text()))
+    return {} if found is not None else None  # an unknown arch is open_clip's to refuse
 
 
 def published_onnx_repo(parsed: ModelSpec) -> str | None:
