@@ -17,10 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clipsearch.errors import ImageDecodeError
-
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-)
+from clipsearch.image_types import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS  # re-exported: it lives apart for the scan
 
 _EXIF_ORIENTATION = 0x0112
 _EXIF_MODEL = 0x0110

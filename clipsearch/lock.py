@@ -17,11 +17,13 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
-
+from clipsearch.catalog.database import Database
 from clipsearch.errors import StoreError, StoreLockedError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 _BUSY = "another `clipsearch index` ({who}) is writing to {what}; wait for it to finish, then run this command again"
 
@@ -62,6 +64,8 @@ def _ancestors(path: str) -> list[str]:
 @contextlib.contextmanager
 def folder_locks(engine: Engine, roots: list[str]) -> Iterator[None]:
     """PostgreSQL advisory locks: each root exclusive, its ancestors shared, on one session."""
+    from sqlalchemy import text
+
     with engine.connect() as conn:
         try:
             for root in roots:
@@ -79,23 +83,34 @@ def folder_locks(engine: Engine, roots: list[str]) -> Iterator[None]:
             conn.commit()
 
 
-def catalog_lock_path(engine: Engine, fallback: Path) -> Path:
+def _kind_and_file(catalog_db: Database | Engine) -> tuple[str, str | None]:
+    """The database kind (sqlite, postgresql...) and its file name, from the catalog's Database or an engine."""
+    if isinstance(catalog_db, Database):
+        path = catalog_db.sqlite_path
+        return catalog_db.dialect_name, str(path) if path is not None else None
+    return catalog_db.dialect.name, catalog_db.url.database
+
+
+def catalog_lock_path(catalog_db: Database | Engine, fallback: Path) -> Path:
     """The lock file of a SQLite catalog: beside its database file, whichever home points at it.
 
     `fallback` (the home's lock file) serves catalogs without a file, such as an in-memory one.
     """
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    kind, database = _kind_and_file(catalog_db)
+    if kind != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return fallback
     db = Path(database).resolve()
     return db.with_name(db.name + ".lock")
 
 
-def index_lock(engine: Engine, lock_path: Path, roots: list[str]) -> contextlib.AbstractContextManager[None]:
+def index_lock(
+    catalog_db: Database | Engine, lock_path: Path, roots: list[str]
+) -> contextlib.AbstractContextManager[None]:
     """The lock an index run over `roots` needs, for this catalog's kind of database.
 
     `lock_path` is the home's lock file, used only when the catalog has no file of its own.
     """
-    if engine.dialect.name == "postgresql":
+    if _kind_and_file(catalog_db)[0] == "postgresql":
+        engine = catalog_db.engine if isinstance(catalog_db, Database) else catalog_db
         return folder_locks(engine, roots)
-    return write_lock(catalog_lock_path(engine, lock_path))
+    return write_lock(catalog_lock_path(catalog_db, lock_path))

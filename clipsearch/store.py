@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from clipsearch.catalog import Catalog, StoreModel
-from clipsearch.catalog.engine import safe_url
-from clipsearch.catalog.facts import check_model
+from clipsearch.catalog.dburl import safe_url
 from clipsearch.errors import EmptyStoreError, StoreError
-from clipsearch.models import Encoder, load_encoder, model_id_for
 from clipsearch.settings import DEFAULT_MODEL, Settings, check_device
-from clipsearch.vectors import VectorIndex, open_index
-from clipsearch.vectors.sync import index_file_current
+
+if TYPE_CHECKING:
+    from clipsearch.models import Encoder
+    from clipsearch.vectors import VectorIndex
+
+# Models (numpy, Pillow, ONNX Runtime) and the vector index (FAISS) are imported where they are
+# used: re-indexing an unchanged folder needs neither.
 
 
 @dataclass
@@ -54,12 +58,17 @@ class Store:
         if requested is None:
             return current.spec if current else DEFAULT_MODEL
         if current is not None:
+            from clipsearch.catalog.facts import check_model
+            from clipsearch.models import model_id_for
+
             # Checked before any weights load, so a wrong model is refused at once.
             check_model(current, model_id_for(requested))
         return requested
 
     def load_encoder(self, requested: str | None, device: str = "auto", purpose: str = "query") -> Encoder:
         """The model on the settings' runtime; `purpose` "index" lets auto pick torch on a CUDA GPU."""
+        from clipsearch.models import load_encoder
+
         spec = self.resolve_model(requested)
         device = check_device(device)
         return load_encoder(
@@ -79,11 +88,15 @@ class Store:
         return model
 
     def vector_index(self, save: bool = True) -> tuple[VectorIndex, list[str]]:
+        from clipsearch.vectors import open_index
+
         model = self.require_model()
         return open_index(self.catalog, self.settings.index_path, model.model_id, self.settings.flat_max, save=save)
 
     def sync_index_file(self) -> list[str]:
         """Bring the saved index file up to date with the catalog; notes worth telling the user."""
+        from clipsearch.vectors.header import index_file_current
+
         model = self.require_model()
         if index_file_current(self.catalog, self.settings.index_path, model.model_id):
             return []

@@ -12,14 +12,17 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from clipsearch.atomic import write_atomically
 from clipsearch.errors import StoreError
-from clipsearch.imaging import content_hash, load_rgb
 from clipsearch.settings import Settings
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow (and numpy, through clipsearch.imaging) are imported when a thumbnail is made: an index
+# run that finds nothing new only checks which folders are covered.
 
 JPEG_QUALITY = 82
 COVERED_NAME = ".covered.json"  # folders whose every image had a thumbnail, and when
@@ -27,6 +30,8 @@ COVERED_NAME = ".covered.json"  # folders whose every image had a thumbnail, and
 
 def encode_thumbnail(rgb: Image.Image, side: int) -> bytes:
     """An RGB image -> JPEG bytes whose longer side is at most `side` pixels."""
+    from PIL import Image
+
     thumb = rgb.copy()
     # reducing_gap=1: box-reduce first, then Lanczos; ~3x faster than the default 2.0 on
     # photo-sized inputs with no visible difference at thumbnail size (this runs per indexed image).
@@ -160,6 +165,8 @@ class Thumbnails:
 
     def make(self, data: bytes) -> bytes:
         """The thumbnail of an original's bytes, kept in the cache when the home is writable."""
+        from clipsearch.imaging import content_hash, load_rgb
+
         rgb, _info = load_rgb(data, self.max_megapixels, min_side=self.side)
         # Keyed by the bytes actually read: if the file changed since it was indexed,
         # its old hash must not end up showing the new picture.

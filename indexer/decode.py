@@ -7,14 +7,20 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from clipsearch.errors import ImageDecodeError
 from clipsearch.faults import point
-from clipsearch.imaging import ImageInfo, PreprocessConfig, content_hash, decode_for_model, load_rgb
 from clipsearch.indexer.scan import FoundFile, not_regular_reason
-from clipsearch.thumbnails import Thumbnails
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from clipsearch.imaging import ImageInfo, PreprocessConfig
+    from clipsearch.thumbnails import Thumbnails
+
+# The image code (Pillow, numpy) is imported when a file is first read: planning a run, and a run
+# with nothing to read, need only the job and result types below.
 
 MAX_FILE_BYTES = 1 << 30
 
@@ -63,6 +69,8 @@ def decode(
     `read(path)` replaces the local file reader (the Ray engine reads fsspec URLs); it raises
     OSError when it cannot read.
     """
+    from clipsearch.imaging import content_hash, decode_for_model
+
     found = job.file
     if found.error:
         return Failed(found, None, found.error)
@@ -149,6 +157,8 @@ def _thumbnail_from(rgb, info: ImageInfo, data: bytes, digest: str, max_megapixe
 
 def _thumbnail_only(data: bytes, digest: str, max_megapixels: float, thumbs: Thumbnails) -> None:
     try:
+        from clipsearch.imaging import load_rgb
+
         rgb, _info = load_rgb(data, max_megapixels, min_side=thumbs.side)
     except ImageDecodeError:
         return  # the catalog's vector stays valid; the UI reports the file when it is opened

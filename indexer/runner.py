@@ -9,18 +9,24 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipsearch.catalog import Catalog, FileState, FileStatus, ImageRecord, Move
-from clipsearch.catalog.writes import IndexWrites
 from clipsearch.faults import point
-from clipsearch.indexer.batch import BatchWriter
 from clipsearch.indexer.decode import DecodeJob, Failed, KnownContent, decode
 from clipsearch.indexer.exclude import Exclusions
 from clipsearch.indexer.scan import FoundFile, Root, printable_path, resolve_roots, scan
 from clipsearch.indexer.summary import IndexSummary
-from clipsearch.models import Encoder
 from clipsearch.settings import Settings
 from clipsearch.thumbnails import Thumbnails
+
+if TYPE_CHECKING:
+    from clipsearch.catalog.writes import IndexWrites
+    from clipsearch.indexer.batch import BatchWriter
+    from clipsearch.models import Encoder
+
+# The model code and the batch writer (numpy) are imported once there is a file to read: a run
+# over an unchanged collection plans, finds nothing to do, and ends without them.
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,7 @@ def run_index(
 
 
 PlanSource = Callable[[int, IndexSummary, "Thumbnails | None"], Plan]
-ReadStage = Callable[[Encoder, list[Plan], "Thumbnails | None", IndexSummary], None]
+ReadStage = Callable[["Encoder", list[Plan], "Thumbnails | None", IndexSummary], None]
 
 
 def run_plans(
@@ -218,6 +224,8 @@ def run_plans(
     if on_total:
         on_total(total)
     if total:
+        from clipsearch.models import Encoder
+
         read(encoder if isinstance(encoder, Encoder) else encoder(), plans, thumbs, summary)
     for p in plans:
         sweep(catalog.writes, p, summary)
@@ -237,6 +245,8 @@ def run_plans(
 def _read_and_write(
     writes: IndexWrites, encoder: Encoder, plans: list[Plan], settings, thumbs, options, summary, on_progress
 ) -> None:
+    from clipsearch.indexer.batch import BatchWriter
+
     batch_size = resolve_batch_size(options, encoder)
     workers = options.workers or max(2, os.cpu_count() or 2)
     writer = BatchWriter(writes, encoder, batch_size, summary)

@@ -35,10 +35,11 @@ from streamlit.testing.v1 import AppTest
 
 from clipsearch.catalog.engine import make_engine
 from clipsearch.errors import StoreError
+from clipsearch.imaging import content_hash
 from clipsearch.lock import index_lock
 from clipsearch.search import SearchService
 from clipsearch.settings import Settings
-from clipsearch.thumbnails import Thumbnails, content_hash
+from clipsearch.thumbnails import Thumbnails
 from clipsearch.ui import inputs
 from clipsearch.ui.inputs import PageInput, from_params, to_params
 from clipsearch.ui.text import score_label

@@ -5,16 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
 from clipsearch.errors import ConfigError
 
 _EXAMPLE = "postgresql+psycopg://user:password@host:5432/dbname or sqlite:////path/to/catalog.db"
+_SQLITE = "sqlite:///"
+
+
+def _plain_sqlite_database(url: str) -> str | None:
+    """The database of a plain `sqlite:///PATH` URL, read without SQLAlchemy (what make_url reads there).
+
+    None for anything else (escapes, a query string, in-memory, other databases): SQLAlchemy parses
+    those. The default catalog URL is plain, so opening a home store does not import SQLAlchemy.
+    """
+    if not url.startswith(_SQLITE):
+        return None
+    database = url[len(_SQLITE) :]
+    if not database or "%" in database or "?" in database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def dialect_name(url: str) -> str:
+    """`sqlite`, `postgresql`, ...: the URL's scheme without its driver."""
+    return url.split(":", 1)[0].split("+", 1)[0]
 
 
 def safe_url(url: str) -> str:
     """A database URL with any password hidden, for messages (a URL without one is shown as given)."""
+    if _plain_sqlite_database(url) is not None:
+        return url  # a file path: no password
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
@@ -30,6 +52,11 @@ def safe_url(url: str) -> str:
 
 def check_url(url: str) -> None:
     """Raise ConfigError, saying what to fix, when `url` cannot name a database clipsearch can open."""
+    if _plain_sqlite_database(url) is not None:
+        return  # sqlite3 comes with Python
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
     shown = safe_url(url)
     try:
         parsed = make_url(url)
@@ -58,6 +85,11 @@ def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL (None for other databases and in-memory ones)."""
     if not url.startswith("sqlite"):
         return None
+    plain = _plain_sqlite_database(url)
+    if plain is not None:
+        return Path(plain)
+    from sqlalchemy.engine import make_url
+
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
-
+from clipsearch.catalog.database import CatalogPart, Database
 from clipsearch.catalog.records import CatalogStats, FileStatus, StoreModel
-from clipsearch.catalog.schema import ImageRow, StoreMeta
 from clipsearch.errors import ModelMismatchError, StoreError
+
+# SQLAlchemy is imported by the methods that write or count: reading facts (the model, the
+# sequence counter) is plain SQL, on every command's path.
 
 SEQ_KEY = "vector_seq"  # meta key of the sequence counter: the last number given to a vector change
 MODEL_KEY = "model"
 
 
-class StoreFacts:
-    def __init__(self, engine: Engine):
-        self.engine = engine
+class StoreFacts(CatalogPart):
+    def __init__(self, db: Database):
+        super().__init__(db)
         # A bound model never changes, so once read it is kept: every vector fetch needs its dim.
         self._model: StoreModel | None = None
 
     def get(self, key: str) -> str | None:
-        # Core, not an ORM session: every query and index run reads the sequence counter.
-        with self.engine.connect() as conn:
-            value: str | None = conn.execute(select(StoreMeta.value).where(StoreMeta.key == key)).scalar_one_or_none()
-            return value
+        # Plain SQL: every query and index run reads the model and the sequence counter.
+        rows = self.db.rows([("SELECT value FROM store_meta WHERE key = ?", (key,))])
+        return rows[0][0] if rows else None
 
     def set(self, key: str, value: str) -> None:
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import StoreMeta
+
         with Session(self.engine) as s, s.begin():
             s.merge(StoreMeta(key=key, value=value))
 
@@ -60,8 +62,8 @@ class StoreFacts:
         return int(value) if value else 0
 
     def stats(self) -> CatalogStats:
-        with Session(self.engine) as s:
-            counts = dict(s.execute(select(ImageRow.status, func.count()).group_by(ImageRow.status)).all())
+        # Plain SQL: a query reads the counts to judge its index's layout.
+        counts = dict(self.db.rows([("SELECT status, count(*) FROM images GROUP BY status", ())]))
         return CatalogStats(
             images=counts.get(FileStatus.OK.value, 0),
             failed=counts.get(FileStatus.FAILED.value, 0),
@@ -70,6 +72,11 @@ class StoreFacts:
 
     def failures(self, limit: int = 1000) -> list[tuple[str, str]]:
         """(path, reason) of failed files, by path."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageRow
+
         stmt = (
             select(ImageRow.path, ImageRow.error)
             .where(ImageRow.status == FileStatus.FAILED.value)

@@ -25,16 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
-
 from clipsearch.errors import StoreError
 from clipsearch.faults import point
 from clipsearch.migrations import MIGRATIONS_DIR
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import Connection, Engine
+
+    from clipsearch.catalog.database import Database
 
 # The advisory lock key that serialises schema changes of a PostgreSQL catalog.
 SCHEMA_LOCK_KEY = int.from_bytes(hashlib.blake2b(b"clipsearch schema", digest_size=8).digest(), "big", signed=True)
@@ -75,12 +74,13 @@ def declared_head() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-def recorded_revision(engine: Engine) -> str | None:
+def recorded_revision(database: Database) -> str | None:
     """The revision the database records, by plain SQL; None when it records none (or not plainly one)."""
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
-    except SQLAlchemyError:
+        with database.cursor() as cur:
+            cur.execute("SELECT version_num FROM alembic_version")
+            rows = cur.fetchall()
+    except Exception:  # any driver's error (no such table...): Alembic then reads and reports
         return None
     return rows[0][0] if len(rows) == 1 else None
 
@@ -93,6 +93,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def _lock_schema(conn: Connection) -> None:
+    from sqlalchemy import text
+
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     elif conn.dialect.name == "postgresql":
@@ -112,11 +114,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         conn.commit()
 
 
-def ensure_current(engine: Engine, read_only: bool = False) -> None:
+def ensure_current(database: Database, read_only: bool = False) -> None:
     """Upgrade the catalog to the newest revision (checked first: most opens find it current)."""
     head = declared_head()
-    if head is not None and recorded_revision(engine) == head:
+    if head is not None and recorded_revision(database) == head:
         return
+    engine = database.engine
     current = current_revision(engine)
     if current == head_revision():
         return

@@ -5,27 +5,28 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
-
+from clipsearch.catalog.database import CatalogPart, Database
 from clipsearch.catalog.driver import image_rows_by_id
 from clipsearch.catalog.records import ImageMeta, RowFilter
-from clipsearch.catalog.schema import ImageRow, ImageTag
 from clipsearch.catalog.sql import chunks, path_under
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.elements import ColumnElement
+
+# Filters are built with SQLAlchemy, imported when a query has one; result metadata is plain SQL.
 
 _META_COLUMNS = "id, path, width, height, size, taken_at, camera, content_hash, path_bytes"
 
 
-class ResultReads:
-    def __init__(self, engine: Engine):
-        self.engine = engine
+class ResultReads(CatalogPart):
+    def __init__(self, db: Database):
+        super().__init__(db)
 
     def meta(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
         """Metadata of these images by id (ids no longer in the catalog are left out)."""
-        rows = image_rows_by_id(self.engine, _META_COLUMNS, ids)
+        rows = image_rows_by_id(self.db, _META_COLUMNS, ids)
         return {
             r[0]: ImageMeta(r[0], r[1], r[2], r[3], r[4], _datetime(r[5]), r[6], r[7], path_bytes=_bytes(r[8]))
             for r in rows
@@ -38,6 +39,11 @@ class ResultReads:
 
         None when more than `limit` match: too many to rank exactly, the caller searches the index.
         """
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageRow
+
         where = self._where(rows)
         if among is not None:
             found: list[int] = []
@@ -53,6 +59,10 @@ class ResultReads:
         return None if limit is not None and len(ids) > limit else ids
 
     def _where(self, rows: RowFilter) -> ColumnElement[bool]:
+        from sqlalchemy import and_, func, or_, select
+
+        from clipsearch.catalog.schema import ImageRow, ImageTag
+
         clauses: list[ColumnElement[bool]] = [ImageRow.embedding.is_not(None)]
         if rows.folder:
             under = rows.folder.endswith(os.sep)

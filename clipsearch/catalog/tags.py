@@ -4,22 +4,25 @@ through the catalog's vector changes tagging has got (so an index run tags only 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
-
+from clipsearch.catalog.database import CatalogPart, Database
 from clipsearch.catalog.facts import StoreFacts
-from clipsearch.catalog.schema import ImageRow, ImageTag, StoreMeta
 from clipsearch.catalog.sql import chunks
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+# SQLAlchemy is imported by the methods that use it: an index run reads the label set (plain SQL)
+# on every run, and most stores have none.
 
 LABELS_KEY = "tag_labels"  # the label set, its prompts, threshold and label embeddings (JSON)
 SEQ_KEY = "tag_seq"  # vector changes up to this sequence number have been tagged
 
 
-class TagStore:
-    def __init__(self, engine: Engine, facts: StoreFacts):
-        self.engine = engine
+class TagStore(CatalogPart):
+    def __init__(self, db: Database, facts: StoreFacts):
+        super().__init__(db)
         self._facts = facts
 
     def label_set(self) -> str | None:
@@ -31,6 +34,11 @@ class TagStore:
 
     def replace(self, label_set: str, tags: Iterable[tuple[int, str, float]], seq: int) -> None:
         """A new label set: all old tags go, these come, in one transaction."""
+        from sqlalchemy import delete
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageTag
+
         with Session(self.engine) as s, s.begin():
             s.execute(delete(ImageTag))
             s.add_all(ImageTag(image_id=i, label=label, score=score) for i, label, score in tags)
@@ -39,6 +47,11 @@ class TagStore:
 
     def update(self, image_ids: list[int], tags: Iterable[tuple[int, str, float]], seq: int) -> None:
         """Re-tag these images (new or re-embedded since the watermark) and move the watermark to seq."""
+        from sqlalchemy import delete
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageTag
+
         with Session(self.engine) as s, s.begin():
             for chunk in chunks(image_ids):
                 s.execute(delete(ImageTag).where(ImageTag.image_id.in_(chunk)))
@@ -47,6 +60,11 @@ class TagStore:
 
     def counts(self) -> dict[str, int]:
         """Images per label, over images still in the catalog."""
+        from sqlalchemy import func, select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageRow, ImageTag
+
         stmt = (
             select(ImageTag.label, func.count())
             .join(ImageRow, ImageRow.id == ImageTag.image_id)
@@ -58,6 +76,11 @@ class TagStore:
 
     def of(self, image_ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
         """Each image's tags, best score first."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageTag
+
         found: dict[int, list[tuple[str, float]]] = {}
         with Session(self.engine) as s:
             for chunk in chunks([int(i) for i in image_ids]):
@@ -68,4 +91,6 @@ class TagStore:
 
     @staticmethod
     def _set(s: Session, key: str, value: str) -> None:
+        from clipsearch.catalog.schema import StoreMeta
+
         s.merge(StoreMeta(key=key, value=value))

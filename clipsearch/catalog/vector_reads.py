@@ -5,25 +5,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
 from clipsearch.catalog.codec import decode_vectors
+from clipsearch.catalog.database import CatalogPart, Database
 from clipsearch.catalog.driver import image_rows_by_id
 from clipsearch.catalog.facts import StoreFacts
-from clipsearch.catalog.schema import ImageRow, Tombstone
+
+# SQLAlchemy is imported by the methods that build or catch up an index; a query's re-rank
+# fetches vectors by id as plain SQL.
 
 
-class VectorReads:
-    def __init__(self, engine: Engine, facts: StoreFacts):
-        self.engine = engine
+class VectorReads(CatalogPart):
+    def __init__(self, db: Database, facts: StoreFacts):
+        super().__init__(db)
         self._facts = facts  # the bound model's dimension
 
     def changed(
         self, after_seq: int = 0, up_to_seq: int | None = None, chunk: int = 20_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) for rows whose vector changed in (after_seq, up_to_seq], in chunks by id."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageRow
+
         dim = self._facts.dim()
         last_id = 0
         while True:
@@ -45,6 +50,11 @@ class VectorReads:
 
     def tombstones(self, after_seq: int, up_to_seq: int | None = None) -> np.ndarray:
         """Ids whose vector left the catalog in (after_seq, up_to_seq], in sequence order."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import Tombstone
+
         stmt = select(Tombstone.image_id).where(Tombstone.seq > after_seq)
         if up_to_seq is not None:
             stmt = stmt.where(Tombstone.seq <= up_to_seq)
@@ -55,13 +65,18 @@ class VectorReads:
         """(ids found, float32 vectors) for the given ids, in no particular order."""
         got_ids: list[int] = []
         blobs: list[bytes] = []
-        for row_id, blob in image_rows_by_id(self.engine, "id, embedding", ids, " AND embedding IS NOT NULL"):
+        for row_id, blob in image_rows_by_id(self.db, "id, embedding", ids, " AND embedding IS NOT NULL"):
             got_ids.append(row_id)
             blobs.append(blob)
         return np.array(got_ids, dtype=np.int64), decode_vectors(blobs, self._facts.dim())
 
     def sample(self, n: int, seed: int = 0) -> np.ndarray:
         """Up to n vectors spread over the whole catalog (for training a quantiser)."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageRow
+
         with Session(self.engine) as s:
             stmt = select(ImageRow.id).where(ImageRow.embedding.is_not(None))
             all_ids = np.array(s.scalars(stmt).all(), dtype=np.int64)

@@ -1,41 +1,39 @@
 """What an index run writes: file states to plan from, and batches of rows with their vectors.
 
 Every vector change (new, re-embedded, dropped, deleted) takes the next number of the store's
-sequence counter; dropped and deleted vectors leave a tombstone. The FAISS cache catches up by
-reading what changed above its watermark.
+sequence counter; dropped and deleted vectors leave a tombstone (see batch_writes.py, SQLAlchemy's
+side, imported by the first write: a re-index of an unchanged folder only reads file states, as
+plain SQL).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
-
-from clipsearch.catalog.codec import encode_vector
-from clipsearch.catalog.driver import plain_rows
-from clipsearch.catalog.facts import SEQ_KEY
-from clipsearch.catalog.records import FileState, FileStatus, ImageRecord, Move
-from clipsearch.catalog.schema import ImageRow, StoreMeta, Tombstone
-from clipsearch.catalog.sql import chunks, path_under
+from clipsearch.catalog.database import CatalogPart, Database
+from clipsearch.catalog.driver import path_under_sql
+from clipsearch.catalog.records import FileState, ImageRecord, Move
+from clipsearch.catalog.sql import IMAGES, chunks
 
 
-class IndexWrites:
-    def __init__(self, engine: Engine):
-        self.engine = engine
+class IndexWrites(CatalogPart):
+    def __init__(self, db: Database):
+        super().__init__(db)
 
     def file_states(self, root: str, is_dir: bool) -> dict[str, FileState]:
         """Every row at or under `root` (by path, whichever root it was first indexed under)."""
-        cols = (ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash, ImageRow.status)
-        where = path_under(self.engine, root.rstrip(os.sep) + os.sep) if is_dir else ImageRow.path == root
-        return {r[1]: FileState(*r) for r in plain_rows(self.engine, select(*cols).where(where))}
+        where, params = path_under_sql(self.db, root.rstrip(os.sep) + os.sep) if is_dir else ("path = ?", (root,))
+        sql = f"SELECT id, path, size, mtime_ns, content_hash, status FROM {IMAGES} WHERE {where}"
+        return {r[1]: FileState(*r) for r in self.db.rows([(sql, params)])}
 
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, bytes]:
         """Embeddings already computed for these contents (copies and moves reuse them)."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import ImageRow
+
         found: dict[str, bytes] = {}
         with Session(self.engine) as s:
             for chunk in chunks(hashes):
@@ -55,132 +53,7 @@ class IndexWrites:
         deleted: Sequence[int] = (),
         model_id: str | None = None,
     ) -> None:
-        """Apply one batch of an index run atomically; `existing` maps path -> id for rows to update.
+        """Apply one batch of an index run atomically; `existing` maps path -> id for rows to update."""
+        from clipsearch.catalog.batch_writes import write_batch
 
-        New rows, updated rows and tombstones each go to the database as one executemany of a plain
-        statement (SQLAlchemy batches the inserts into multi-row VALUES): per-object ORM inserts
-        held the Ray driver to ~780 rows/s on PostgreSQL.
-        """
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        with Session(self.engine) as s, s.begin():
-            seq = _reserve_seq(s)
-            batch = _Batch()
-            for rec in records:
-                seq = batch.plan(rec, existing.get(rec.path), seq, model_id, now)
-            batch.execute(s)
-            for mv in moves:
-                s.execute(
-                    update(ImageRow)
-                    .where(ImageRow.id == mv.id)
-                    .values(path=mv.path, root=mv.root, size=mv.size, mtime_ns=mv.mtime_ns, path_bytes=mv.path_bytes)
-                )
-            if deleted:
-                tombstones = [{"seq": seq + 1 + i, "image_id": r} for i, r in enumerate(deleted)]
-                s.execute(insert(cast(Table, Tombstone.__table__)), tombstones)
-                seq += len(deleted)
-            for chunk in chunks(list(deleted)):
-                s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
-            s.merge(StoreMeta(key=SEQ_KEY, value=str(seq)))
-
-
-class _Batch:
-    """A batch's rows as parameter lists: inserts, updates (keyed by id) and tombstones."""
-
-    def __init__(self) -> None:
-        self.inserts: list[dict[str, Any]] = []
-        self.updates: list[dict[str, Any]] = []
-        self.tombstones: list[dict[str, Any]] = []
-
-    def plan(self, rec: ImageRecord, row_id: int | None, seq: int, model_id: str | None, now: datetime) -> int:
-        """Queue one row's insert or update; returns the sequence counter after it."""
-        values = _row_values(rec, now)
-        values["vec_seq"] = 0
-        if rec.vector is not None:
-            seq += 1
-            values.update(vec_seq=seq, model_id=model_id)
-        if row_id is None:
-            self.inserts.append(values)
-            return seq
-        if rec.vector is None:
-            # The old vector belongs to content that is gone.
-            values.update(embedding=None, model_id=None)
-            seq += 1
-            values["vec_seq"] = seq
-            self.tombstones.append({"seq": seq, "image_id": row_id})
-        values["row_id"] = row_id
-        self.updates.append(values)
-        return seq
-
-    def execute(self, s: Session) -> None:
-        images = cast(Table, ImageRow.__table__)
-        if self.inserts and s.get_bind().dialect.name == "postgresql":
-            _copy_rows(s, images.name, self.inserts)
-        elif self.inserts:
-            s.execute(insert(images), self.inserts)
-        if self.updates:
-            # The SET clause comes from the parameters' keys (the same for every update).
-            s.execute(update(images).where(images.c.id == bindparam("row_id")), self.updates)
-        if self.tombstones:
-            s.execute(insert(cast(Table, Tombstone.__table__)), self.tombstones)
-
-
-def _copy_rows(s: Session, table: str, rows: list[dict[str, Any]]) -> None:
-    """New rows by COPY ... FROM STDIN (binary), in the session's transaction: PostgreSQL's bulk path."""
-    columns = list(rows[0])
-    types = [_PG_TYPES[c] for c in columns]
-    dbapi = s.connection().connection.dbapi_connection
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    with dbapi.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
-
-
-# PostgreSQL types of the images columns a new row sets (binary COPY sends typed values).
-_PG_TYPES = {
-    "path": "text",
-    "path_bytes": "bytea",
-    "root": "text",
-    "size": "int8",
-    "mtime_ns": "int8",
-    "content_hash": "varchar",
-    "status": "varchar",
-    "error": "text",
-    "width": "int4",
-    "height": "int4",
-    "taken_at": "timestamp",
-    "camera": "text",
-    "orientation": "int4",
-    "embedding": "bytea",
-    "model_id": "text",
-    "vec_seq": "int8",
-    "indexed_at": "timestamp",
-}
-
-
-def _reserve_seq(s: Session) -> int:
-    # Row lock on the counter (PostgreSQL) serialises writers, so commits happen in
-    # sequence order and a reader's watermark never skips a slower transaction.
-    row = s.execute(select(StoreMeta).where(StoreMeta.key == SEQ_KEY).with_for_update()).scalar_one_or_none()
-    return int(row.value) if row else 0
-
-
-def _row_values(rec: ImageRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "path": rec.path,
-        "path_bytes": rec.path_bytes,
-        "root": rec.root,
-        "size": rec.size,
-        "mtime_ns": rec.mtime_ns,
-        "content_hash": rec.content_hash,
-        "status": FileStatus(rec.status).value,
-        "error": rec.error,
-        "width": rec.width,
-        "height": rec.height,
-        "taken_at": rec.taken_at,
-        "camera": rec.camera,
-        "orientation": rec.orientation,
-        "embedding": encode_vector(rec.vector),
-        "model_id": None,
-        "indexed_at": now,
-    }
+        write_batch(self.engine, records, existing, moves, deleted, model_id)

@@ -134,6 +134,9 @@ def warn_if_random(encoder) -> None:
         )
 
 
+_PILLOW_DEFAULT_MAX_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS as Pillow ships it
+
+
 def allow_pixels(max_megapixels: float) -> None:
     """Let Pillow decode images up to the store's megapixel limit in this process.
 
@@ -141,8 +144,10 @@ def allow_pixels(max_megapixels: float) -> None:
     process-wide setting, so only entry points change it): an index run told to accept larger
     images (CLIPSEARCH_MAX_MEGAPIXELS) lifts the guard to that limit, never beyond it.
     """
+    wanted = int(max_megapixels * 1e6 / 2)
+    if wanted <= _PILLOW_DEFAULT_MAX_PIXELS:
+        return  # Pillow's own limit already allows it (and Pillow stays unimported until a file is read)
     from PIL import Image
 
-    wanted = int(max_megapixels * 1e6 / 2)
     if Image.MAX_IMAGE_PIXELS is not None and wanted > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = wanted

@@ -80,7 +80,7 @@ def index_command(
     keys = _source_keys(engine, paths)
     store = open_store(ctx, with_runtime(settings, runtime))
     try:
-        with index_lock(store.catalog.engine, settings.lock_path, keys):
+        with index_lock(store.catalog.db, settings.lock_path, keys):
             if engine == "ray":
                 from clipsearch.indexer.ray_cluster import connect
                 from clipsearch.indexer.ray_engine import RayOptions
@@ -138,8 +138,6 @@ def _report(summary, notes: list[str], tagged: int, as_json: bool) -> None:
 
 
 def _index(store, paths: list[str], model: Optional[str], device: str, options):
-    from tqdm import tqdm
-
     from clipsearch.indexer import IndexOptions, run_index
 
     store.resolve_model(model)  # a wrong model is refused before anything is read
@@ -153,8 +151,8 @@ def _index(store, paths: list[str], model: Optional[str], device: str, options):
         store.bind(encoder)
         return encoder
 
-    with tqdm(total=0, unit="img", desc="indexing", dynamic_ncols=True, disable=None) as bar:
-        progress = {"on_total": lambda n: _set_total(bar, n), "on_progress": bar.update}
+    with _Progress() as bar:
+        progress = {"on_total": bar.start, "on_progress": bar.update}
         if on_ray:
             from clipsearch.indexer.ray_engine import run_index_ray
 
@@ -172,13 +170,37 @@ def _index(store, paths: list[str], model: Optional[str], device: str, options):
     return summary, store.sync_index_file()
 
 
-def _set_total(bar, total: int) -> None:
-    bar.total = total
-    bar.refresh()
+class _Progress:
+    """The progress bar (images/s, ETA), shown once a run knows it has files to read.
+
+    tqdm is imported then: a run over an unchanged folder has nothing to show.
+    """
+
+    def __init__(self):
+        self.bar = None
+
+    def start(self, total: int) -> None:
+        if total and self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", desc="indexing", dynamic_ncols=True, disable=None)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _tag_new(store) -> int:
     """New and re-embedded images get the labels of `clipsearch tag` (no model needed: vector math)."""
+    if not store.model or store.catalog.tags.label_set() is None:
+        return 0  # no label set: nothing to tag, and the tagging code (numpy, models) stays unloaded
     from clipsearch.search.tagging import tag_new
 
-    return tag_new(store.catalog) if store.model else 0
+    return tag_new(store.catalog)

@@ -170,7 +170,7 @@ def _image_term_reader(max_megapixels: float):
 
     A plain word is text even if a file of that name happens to be in the working folder.
     """
-    from clipsearch.imaging import IMAGE_EXTENSIONS
+    from clipsearch.image_types import IMAGE_EXTENSIONS
     from clipsearch.search import QueryTerm, load_query_image
 
     def read(spec: str, weight: float) -> QueryTerm | None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,20 @@ import numpy as np
 
 from clipsearch.atomic import remove_stale_temps, replacing
 from clipsearch.faults import point
+from clipsearch.vectors.header import (
+    MAGIC,
+    IndexFileError,
+    IndexHeader,
+    header_length,
+    parse_header,
+    read_header,
+)
 from clipsearch.vectors.policy import IndexKind, Layout, default_nprobe
 from clipsearch.vectors.threads import openmp_threads
 
-MAGIC = b"CLIPSIDX"
-# 2: the header carries a checksum of the body (vectors, quantisers and id map); files of
-# version 1 cannot be verified and are rebuilt once.
-FORMAT_VERSION = 2
+__all__ = ["MAGIC", "IndexFileError", "IndexHeader", "VectorIndex", "body_checksum", "read_header"]
+
 _SERIAL_QUERIES = 4  # query batches up to this size are searched on one thread
-
-
-class IndexFileError(Exception):
-    """The index file is missing, truncated, damaged or not ours (it will be rebuilt)."""
 
 
 def body_checksum(body: bytes | np.ndarray) -> str:
@@ -37,27 +38,6 @@ def body_checksum(body: bytes | np.ndarray) -> str:
     """
     view = memoryview(body)  # type: ignore[arg-type]  # an ndarray is a buffer; numpy's stubs for 3.10 do not say so
     return f"crc32:{zlib.crc32(view):08x}"
-
-
-@dataclass
-class IndexHeader:
-    kind: IndexKind
-    dim: int
-    model_id: str
-    watermark: int  # catalog vector sequence this index reflects
-    trained_on: int = 0  # vectors in the quantiser's training sample
-    built_for: int = 0  # collection size when the quantiser was trained (the retrain policy's yardstick)
-    nlist: int = 0
-    nprobe: int = 0
-    version: int = FORMAT_VERSION
-    body_bytes: int = 0  # length of the serialized index after the header (0: not recorded)
-    factory: str = ""  # the FAISS layout, e.g. IVF2000,PQ128x4fs ("" in files from before it was recorded)
-    # A checksum of the body: a flipped byte anywhere (a vector, a quantiser, the id map) is caught
-    # on load, where FAISS would serve it (scores of 1e37, or the wrong image for an id).
-    body_checksum: str = ""
-
-    def __post_init__(self) -> None:
-        self.kind = IndexKind(self.kind)  # read from JSON as a plain string; an unknown one raises
 
 
 class VectorIndex:
@@ -159,13 +139,7 @@ class VectorIndex:
     @staticmethod
     def read_header(path: Path) -> IndexHeader:
         """The header alone (checked against the file's length): enough to tell whether a file is current."""
-        try:
-            with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                hlen = _header_length(fh.read(16), size)
-                return _parse_header(fh.read(hlen), hlen, size)
-        except FileNotFoundError as exc:
-            raise IndexFileError("no index file yet") from exc
+        return read_header(path)
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:
@@ -173,8 +147,8 @@ class VectorIndex:
             data = Path(path).read_bytes()  # header and body from one read: a concurrent save renames, never mixes
         except FileNotFoundError as exc:
             raise IndexFileError("no index file yet") from exc
-        hlen = _header_length(data[:16], len(data))
-        header = _parse_header(data[16 : 16 + hlen], hlen, len(data))
+        hlen = header_length(data[:16], len(data))
+        header = parse_header(data[16 : 16 + hlen], hlen, len(data))
         body = np.frombuffer(data, dtype=np.uint8, offset=16 + hlen)
         if body_checksum(body) != header.body_checksum:
             raise IndexFileError("index file is damaged (its checksum does not match)")
@@ -185,26 +159,3 @@ class VectorIndex:
         if index.d != header.dim:
             raise IndexFileError("index file has an unsupported format")
         return cls(index, header)
-
-
-def _header_length(head: bytes, file_size: int) -> int:
-    if len(head) < 16 or head[:8] != MAGIC:
-        raise IndexFileError("index file is not a clipsearch index")
-    (hlen,) = struct.unpack("<Q", head[8:16])
-    if hlen > file_size - 16:
-        raise IndexFileError("index file is truncated")
-    return int(hlen)
-
-
-def _parse_header(raw: bytes, hlen: int, file_size: int) -> IndexHeader:
-    try:
-        header = IndexHeader(**json.loads(raw))
-    except Exception as exc:
-        raise IndexFileError(f"index file is damaged ({exc})") from exc
-    if header.version < FORMAT_VERSION:
-        raise IndexFileError("index file is from an older version (without a checksum)")
-    if header.version != FORMAT_VERSION:
-        raise IndexFileError("index file has an unsupported format")
-    if header.body_bytes and file_size != 16 + hlen + header.body_bytes:
-        raise IndexFileError("index file is truncated")
-    return header

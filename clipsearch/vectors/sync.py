@@ -6,10 +6,13 @@ import logging
 from pathlib import Path
 
 from clipsearch.catalog import Catalog
+from clipsearch.vectors.header import index_file_current
 from clipsearch.vectors.index import IndexFileError, VectorIndex
 from clipsearch.vectors.policy import IndexKind, choose_layout, needs_rebuild, training_size
 
 log = logging.getLogger(__name__)
+
+__all__ = ["build_index", "catch_up", "index_file_current", "open_index"]
 
 
 def build_index(catalog: Catalog, model_id: str, flat_max: int) -> VectorIndex:
@@ -39,23 +42,6 @@ def catch_up(index: VectorIndex, catalog: Catalog) -> bool:
         index.upsert(ids, vectors)
     index.header.watermark = seq
     return True
-
-
-def index_file_current(catalog: Catalog, path: Path, model_id: str) -> bool:
-    """Whether the saved index already reflects the catalog, judged from its header alone.
-
-    After an index run that changed nothing this is all there is to check; loading the whole
-    index took longer than the rest of such a run's bookkeeping. Queries still load and check it.
-    """
-    try:
-        header = VectorIndex.read_header(path)
-    except IndexFileError:
-        return False
-    return (
-        header.model_id == model_id
-        and header.dim == catalog.facts.dim()
-        and header.watermark == catalog.facts.current_seq()
-    )
 
 
 def open_index(
