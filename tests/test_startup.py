@@ -259,3 +259,18 @@ def test_unreachable_hub_fails_in_one_line(tmp_path, store):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: could not download or load ViT-B-32:laion2b_s34b_b79k: the model hub")
 
+
+@pytest.mark.parametrize(
+    "args,said",
+    [
+        (["query", "x", "--top", "many"], "Invalid value for '-k' / '--top'"),
+        (["query", "x", "--bogus"], "No such option: --bogus"),
+        (["index"], "Missing argument 'SOURCE...'"),
+    ],
+    ids=["bad value", "unknown option", "missing argument"],
+)
+def test_usage_errors_are_one_message_not_a_traceback(tmp_path, args, said):
+    result = _cli(tmp_path / "home", *args)
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "Try 'clipsearch " in result.stderr

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from clipsearch.cli import (
@@ -22,7 +21,7 @@ from clipsearch.cli import (
     train_cmd,
     ui_cmd,
 )
-from clipsearch.cli.common import CliContext, interrupt_reported, interrupted, translated_errors
+from clipsearch.cli.common import CliContext, err, interrupt_reported, interrupted, translated_errors
 from clipsearch.settings import Settings
 
 app = typer.Typer(
@@ -68,10 +67,14 @@ def run(args: list[str] | None = None) -> int:
     try:
         # Not standalone mode, so that the status comes back here instead of through sys.exit.
         result = app(args=args, prog_name="clipsearch", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         return interrupted()
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error (typer's own click: the click package's classes differ)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err(f"error: {exc.format_message()}")
         return exc.exit_code
     code = result if isinstance(result, int) else 0
     if code == 130 and not interrupt_reported():  # typer's silent exit for a Ctrl-C outside a command

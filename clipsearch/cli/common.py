@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import click
 import typer
 
 from clipsearch.errors import ClipsearchError, ConfigError
@@ -97,7 +96,7 @@ def translated_errors(debug: bool) -> Iterator[None]:
     """Errors as one line and exit code 1; with --debug the whole traceback, causes included."""
     try:
         yield
-    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+    except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except KeyboardInterrupt:
         raise typer.Exit(interrupted()) from None
