@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,19 @@ def measured(command: list[str], env: dict, cwd: Path | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "stdout": out.decode(errors="replace")}
 
 
-def interleaved(commands: dict[str, tuple[list[str], dict, Path | None]], reps: int) -> dict[str, list[dict]]:
-    """Each command `reps` times, round-robin, so that machine noise hits all of them alike."""
+Command = tuple[list[str], dict, "Path | None"]  # argv, environment, working folder
+
+
+def interleaved(commands: dict[str, Command | Callable[[int], Command]], reps: int) -> dict[str, list[dict]]:
+    """Each command `reps` times, round-robin, so that machine noise hits all of them alike.
+
+    A command may be a function of the repetition number that prepares it and returns it (a first
+    index needs a fresh store every time); the preparation is not timed.
+    """
     runs: dict[str, list[dict]] = {name: [] for name in commands}
-    for _ in range(reps):
-        for name, (command, env, cwd) in commands.items():
+    for rep in range(reps):
+        for name, spec in commands.items():
+            command, env, cwd = spec(rep) if callable(spec) else spec
             runs[name].append(measured(command, env, cwd))
     return runs
 
@@ -350,15 +359,16 @@ def per_photo(rclip: Path, kind: str, n: int, reps: int) -> dict:
     from photos import ensure_collection
 
     folder = ensure_collection(kind, n, workers=2)
-    runs: dict[str, list[dict]] = {"clipsearch": [], "rclip": []}
-    for rep in range(reps):
+
+    def clipsearch_first_index(rep: int) -> Command:
         home = WORK / "clipsearch" / f"fresh-{kind}-{rep}"
         shutil.rmtree(home, ignore_errors=True)
-        runs["clipsearch"].append(
-            measured([clipsearch_exe(), "index", str(folder), "--model", MODEL], clipsearch_env(home))
-        )
-        datadir = rclip_datadir(f"fresh-{kind}-{rep}")
-        runs["rclip"].append(measured([str(rclip), "--top", "1", QUERY], rclip_env(datadir), folder))
+        return [clipsearch_exe(), "index", str(folder), "--model", MODEL], clipsearch_env(home), None
+
+    def rclip_first_index(rep: int) -> Command:
+        return [str(rclip), "--top", "1", QUERY], rclip_env(rclip_datadir(f"fresh-{kind}-{rep}")), folder
+
+    runs = interleaved({"clipsearch": clipsearch_first_index, "rclip": rclip_first_index}, reps)
     out = {name: summary(r) for name, r in runs.items()}
     for name in runs:
         out[name]["cpu_ms_per_photo"] = 1000 * out[name]["cpu_s"] / n
