@@ -11,7 +11,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
-from clipsearch.imaging import IMAGE_EXTENSIONS
+from clipsearch.image_types import IMAGE_EXTENSIONS
 from clipsearch.indexer.exclude import Exclusions
 
 
@@ -94,10 +94,11 @@ def not_regular_reason(mode: int) -> str | None:
 
 def _found(path: str, root: str) -> FoundFile:
     """One listed file; `root` is already in its catalog (printable) form."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return _found_undecodable(path, root)
+    if not path.isascii():  # most names are ASCII: no encoding attempt for them
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            return _found_undecodable(path, root)
     return _stat(path, path, root)
 
 
@@ -122,9 +123,8 @@ def _stat(target: str | bytes, path: str, root: str) -> FoundFile:
         else:
             reason = exc.strerror or str(exc)
         return FoundFile(path, root, 0, 0, error=f"cannot stat: {reason}")
-    reason = not_regular_reason(st.st_mode)
-    if reason:
-        return FoundFile(path, root, 0, 0, error=reason)
+    if not stat.S_ISREG(st.st_mode):
+        return FoundFile(path, root, 0, 0, error=not_regular_reason(st.st_mode))
     return FoundFile(path, root, st.st_size, st.st_mtime_ns)
 
 
@@ -154,9 +154,12 @@ def scan(root: Root, unreadable: dict[str, str], exclusions: Exclusions | None =
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
+            # A file that is no image is never yielded: dropped before the costlier exclusion check.
+            if not is_dir and not _is_image_name(entry.name):
+                continue
             if exclusions.skips(entry, is_dir, root.path):
                 continue
             if is_dir:
                 stack.append(entry.path)
-            elif _is_image_name(entry.name):
+            else:
                 yield _found(entry.path, shown_root)
