@@ -8,10 +8,8 @@ its cap) also returns None; a bad query is an error either way, with the server'
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,6 +73,8 @@ def _wire(value: Any) -> Any:
 
 
 def _multipart(params: dict[str, Any], image: Path) -> tuple[bytes, str]:
+    import secrets
+
     boundary = secrets.token_hex(16)
     parts = []
     for name, value in params.items():
@@ -95,6 +95,9 @@ def _multipart(params: dict[str, Any], image: Path) -> tuple[bytes, str]:
 
 
 def _post(record: ServerRecord, path: str, body: bytes, kind: str) -> dict:
+    # Imported here: most queries find no server running, and http.client (with ssl) is 0.03 CPU-s.
+    import http.client
+
     url = urlsplit(record.url)
     headers = {"Content-Type": kind, "Accept": "application/json"}
     if record.token:
