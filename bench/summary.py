@@ -204,6 +204,57 @@ def ray_rows(r: dict) -> list[list]:
     return rows
 
 
+def rclip_rows(r: dict) -> list[list]:
+    """The peer comparison: wall ratios with the steadier CPU-second ratios beside them."""
+    q, x = r["cold_query"], r["reindex"]
+
+    def both(ours: dict, theirs: dict) -> tuple[float, float]:
+        return ours["wall_s"] / theirs["wall_s"], ours["cpu_s"] / theirs["cpu_s"]
+
+    def cell(ratios: tuple[float, float]) -> str:
+        return f"**{fmt(ratios[0])}** (CPU {fmt(ratios[1])})"
+
+    load = f"load {r['machine'].get('load_avg_at_start', 0):.1f}"
+    torch_r, rclip_q = both(q["clipsearch"], q["import_torch"]), both(q["clipsearch"], q["rclip"])
+    walk_r, rclip_i = both(x["clipsearch"], x["walk_stat"]), both(x["clipsearch"], x["rclip_index"])
+    rows = [
+        [
+            f"cold query {q['n']:,}: clipsearch / `import torch`",
+            cell(torch_r),
+            "<= 0.5 (on CPU-s)",
+            verdict(torch_r[1] <= 0.5),
+        ],
+        [
+            f"cold query {q['n']:,}: clipsearch / rclip 4.0.8",
+            cell(rclip_q),
+            "<= 1 (on CPU-s)",
+            verdict(rclip_q[1] <= 1),
+        ],
+        [
+            f"unchanged re-index {x['n']:,}: clipsearch / walk+stat",
+            cell(walk_r),
+            "<= 1.5 (on CPU-s)",
+            verdict(walk_r[1] <= 1.5),
+        ],
+        [
+            f"unchanged re-index {x['n']:,}: clipsearch / rclip's index pass",
+            cell(rclip_i),
+            "<= 1 (on CPU-s)",
+            verdict(rclip_i[1] <= 1),
+        ],
+    ]
+    rows += [
+        [
+            f"CPU per indexed photo {p['kind']}: clipsearch / rclip",
+            f"**{fmt(p['ratio'])}**",
+            "<= 1",
+            verdict(p["ratio"] <= 1),
+        ]
+        for p in r["per_photo"]
+    ]
+    return [row + [f"{_run(r)}, {load}"] for row in rows]
+
+
 def write_summary() -> str:
     rows = []
     for name, fn in (
@@ -214,6 +265,7 @@ def write_summary() -> str:
         ("api_latency", api_rows),
         ("scale_index", scale_rows),
         ("ray_engine", ray_rows),
+        ("rclip_peer", rclip_rows),
     ):
         r, q = load(name), load(name, quick=True)
         quick = {_key(row[0]): row[1] for row in fn(q)} if q and r is not q and not r.get("quick") else {}
