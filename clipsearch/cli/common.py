@@ -144,8 +144,8 @@ def allow_pixels(max_megapixels: float) -> None:
     images (CLIPSEARCH_MAX_MEGAPIXELS) lifts the guard to that limit, never beyond it.
     """
     wanted = int(max_megapixels * 1e6 / 2)
-    if wanted <= _PILLOW_DEFAULT_MAX_PIXELS:
-        return  # Pillow's own limit already allows it (and Pillow stays unimported until a file is read)
+    if "PIL.Image" not in sys.modules and wanted <= _PILLOW_DEFAULT_MAX_PIXELS:
+        return  # Pillow, not loaded yet, will start with a limit that allows it: no need to import it now
     from PIL import Image
 
     if Image.MAX_IMAGE_PIXELS is not None and wanted > Image.MAX_IMAGE_PIXELS:
