@@ -10,6 +10,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,13 +23,23 @@ MAGIC = b"CLIPSIDX"
 FORMAT_VERSION = 2
 
 
+class IndexKind(str, Enum):
+    """The index layouts a store uses. A str: index file headers and status JSON hold the value."""
+
+    FLAT = "flat"  # exact inner products over every vector
+    IVFPQ = "ivfpq"  # IVF lists of 4-bit PQ codes, candidates re-ranked exactly
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class IndexFileError(Exception):
     """The index file is missing, truncated, damaged or not ours (it will be rebuilt)."""
 
 
 @dataclass
 class IndexHeader:
-    kind: str
+    kind: IndexKind
     dim: int
     model_id: str
     watermark: int  # catalog vector sequence this index reflects
@@ -42,6 +53,9 @@ class IndexHeader:
     # A checksum of the body: a flipped byte anywhere (a vector, a quantiser, the id map) is caught
     # on load, where FAISS would serve it (scores of 1e37, or the wrong image for an id).
     body_checksum: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = IndexKind(self.kind)  # read from JSON as a plain string; an unknown one raises
 
 
 def read_header(path: Path) -> IndexHeader:

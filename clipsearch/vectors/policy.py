@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol
 
 import faiss
+
+from clipsearch.vectors.header import IndexKind as IndexKind  # re-exported: defined with the file header (no FAISS)
 
 # Flat search skips BLAS for query batches under this threshold (default 128,000),
 # which made single-query flat search ~9x slower on our machines.
@@ -27,16 +28,6 @@ TRAIN_SAMPLE_BYTES = 2 * 2**30
 PQ_BITS = 4
 # Retrain the quantisers once the collection has grown this much since they were trained.
 RETRAIN_GROWTH = 4.0
-
-
-class IndexKind(str, Enum):
-    """The index layouts a store uses. A str: index file headers and status JSON hold the value."""
-
-    FLAT = "flat"  # exact inner products over every vector
-    IVFPQ = "ivfpq"  # IVF lists of 4-bit PQ codes, candidates re-ranked exactly
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class IndexHeaderLike(Protocol):
