@@ -1,12 +1,17 @@
 """Exporting a torch-loadable model's towers to ONNX, checked against torch before anyone uses them.
 
-torch.onnx.export with opset 18 and the TorchScript exporter (dynamo=False) and a dynamic
-batch axis: what works for open_clip with torch 2.14 here. The folder is written in the
-Immich layout (see ``layout``) into a staging folder, verified, then renamed into place.
+``export_model`` is the entry point (the model cache's exports and the bundled model's shipped
+files both come from it). Opset 18. The image tower: the TorchScript exporter (dynamo=False)
+with a dynamic batch axis. The text tower: dynamic batch and sequence axes through the dynamo
+exporter where the tower is CLIP's causal, end-token pooled one (see ``text_export``), so a
+query encodes only its own tokens; otherwise the TorchScript exporter at the full context.
+The folder is written in the Immich layout (see ``layout``) into a staging folder, verified,
+then renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -20,7 +25,7 @@ import torch
 from clipsearch.errors import ModelError
 from clipsearch.models import layout
 from clipsearch.models.base import l2_normalise
-from clipsearch.models.onnx_encoder import OnnxEncoder
+from clipsearch.models.onnx_encoder import SHORTENING, OnnxEncoder
 from clipsearch.models.openclip import build_model, preprocess_config_of
 from clipsearch.models.spec import ModelSpec, model_id_for
 
@@ -63,12 +68,12 @@ def export_model(parsed: ModelSpec, spec: str, out: Path, weights_cache: Path | 
         pre = preprocess_config_of(model)
         _export(_Tower(model, image=True), torch.randn(2, 3, pre.size, pre.size), staging / layout.VISUAL, "image")
         log.info(f"exporting {spec} to ONNX: [2/3] text tower")
-        tokens = torch.ones(2, context_length, dtype=torch.int32)
-        _export(_Tower(model, image=False), tokens, staging / layout.TEXTUAL, "text")
+        why_not_short = _export_text(model, context_length, staging / layout.TEXTUAL)
         _write_metadata(staging, parsed, spec, model, pre, context_length)
         log.info(f"exporting {spec} to ONNX: [3/3] checking it against torch")
         scores = verify(model, tokenizer, staging, parsed, spec)
-        layout.write_json(staging, layout.MARKER, _marker(parsed, spec, scores))
+        shortening = _check_shortening(model, tokenizer, staging, parsed, spec, why_not_short)
+        layout.write_json(staging, layout.MARKER, _marker(parsed, spec, scores) | {SHORTENING: shortening})
         layout.commit(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -87,19 +92,61 @@ def _require_clip_bpe(tokenizer, spec: str) -> None:
         raise ExportMismatchError(f"{spec} does not use CLIP's BPE tokenizer; only torch can run it here")
 
 
+def _export_text(model, context_length: int, path: Path) -> str | None:
+    """The text tower with a dynamic length where that is exact; else why not (then at the full context)."""
+    from clipsearch.models.text_export import export_short_text, shortenable
+
+    reason = shortenable(model)
+    if reason is None:
+        try:
+            with _no_fastpath():
+                export_short_text(model, path, context_length, OPSET)
+            _store_exact_fp16(path)
+            return None
+        except Exception as exc:  # the dynamo exporter raises many types; the fixed export still works
+            reason = f"the dynamic-length export failed ({type(exc).__name__}: {exc})"
+            log.warning(f"{reason}; exporting the text tower at {context_length} tokens")
+    tokens = torch.ones(2, context_length, dtype=torch.int32)
+    _export(_Tower(model, image=False), tokens, path, "text")
+    return reason
+
+
+def _check_shortening(model, tokenizer, staging: Path, parsed: ModelSpec, spec: str, reason: str | None) -> dict:
+    """What the marker records under SHORTENING: allowed only when cut batches embed like full ones."""
+    from clipsearch.models.text_export import verify_shortening
+
+    if reason is not None:
+        return {"allowed": False, "reason": reason}
+    encoder = OnnxEncoder(staging, model_id_for(parsed), spec, threads=None)
+    encoder.shorten = True
+    cosine = verify_shortening(model, tokenizer, encoder)
+    if cosine < MIN_COSINE:
+        log.warning(
+            f"{spec}: texts cut after their end token embed differently (cosine {cosine:.6f}); using the full context"
+        )
+        return {"allowed": False, "min_cosine_vs_full_context": cosine, "reason": "the check failed"}
+    return {"allowed": True, "min_cosine_vs_full_context": cosine}
+
+
+@contextlib.contextmanager
+def _no_fastpath():
+    # The fused attention fast path (taken under no_grad) has no ONNX export; switched off for
+    # the export only, and back as it was.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
 def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # eval() on the wrapper: the exporter restores the wrapper's mode afterwards, and a fresh
     # module is in training mode, which would flip BatchNorm layers of the wrapped model to training.
     module.eval()
-    # The fused attention fast path (taken under no_grad) has no ONNX export; switched off for
-    # this export only, and back as it was.
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
+    with _no_fastpath():
         _run_export(module, example, path, input_name)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
     _store_exact_fp16(path)
 
 

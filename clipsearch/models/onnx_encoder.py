@@ -2,6 +2,11 @@
 
 Sessions and the tokenizer are created on first use: a text query never builds the image
 tower, and an index run never builds the text tower.
+
+Texts are cut just after the batch's longest end token when the folder's ``clipsearch.json``
+records that the export was checked for it (``text_shortening.allowed``, see ``text_export``)
+and the text graph's sequence axis is dynamic; other folders (Immich's published exports, our
+exports made before shortening existed) get the full context, as their graphs expect.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from clipsearch.models.base import Encoder, l2_normalise
 # open_clip's defaults, for folders whose preprocess_cfg.json is missing (older exports).
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+SHORTENING = "text_shortening"  # the key of clipsearch.json that records the shortening check
 
 
 def _session(path: Path, threads: int | None):
@@ -46,6 +52,7 @@ class _Tower:
         self.input = first.name
         self.input_type = first.type
         self.batched = not isinstance(first.shape[0], int) or first.shape[0] != 1
+        self.dynamic_length = len(first.shape) > 1 and not isinstance(first.shape[1], int)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if self.batched or len(x) == 1:
@@ -81,6 +88,8 @@ class OnnxEncoder(Encoder):
         if not self.dim:
             raise ModelError(f"{folder / layout.CONFIG} has no embed_dim")
         self.preprocess_cfg = _preprocess_cfg(folder, config)
+        self.shorten = bool(layout.read_json(folder, layout.MARKER).get(SHORTENING, {}).get("allowed"))
+        self.last_text_length = 0  # positions the text tower ran last (tests and benchmarks read it)
         self._visual: _Tower | None = None
         self._textual: _Tower | None = None
         self._tokenizer = None
@@ -119,6 +128,10 @@ class OnnxEncoder(Encoder):
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         tower = self.textual
         ids = self.tokenizer.encode_batch(list(texts))
+        if self.shorten and tower.dynamic_length and len(ids):
+            # The end token has the highest id: after the last one, no position changes a pooled vector.
+            ids = ids[:, : int(ids.argmax(axis=1).max()) + 1]
+        self.last_text_length = ids.shape[1]
         dtype = np.int64 if tower.input_type == "tensor(int64)" else np.int32
         return l2_normalise(tower.run(ids.astype(dtype)))
 
