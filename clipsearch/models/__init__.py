@@ -53,25 +53,38 @@ def load_encoder(
 
         folder = onnx_folder(parsed, spec, cache_dir)
         if folder is not None:
-            return OnnxEncoder(folder, model_id_for(parsed), spec, parsed.is_random, cache_dir=cache_dir)
+            return OnnxEncoder(
+                folder,
+                model_id_for(parsed),
+                spec,
+                parsed.is_random,
+                cache_dir=cache_dir,
+                device=device,
+                purpose=purpose,
+            )
     from clipsearch.models.openclip import load_torch_encoder
 
     return load_torch_encoder(parsed, spec, device, cache_dir)
 
 
 def choose_runtime(runtime: str, device: str, purpose: str, parsed: ModelSpec) -> str:
-    """ "onnx" or "torch": asked for, or auto: torch to index on a CUDA GPU, ONNX Runtime for the rest."""
+    """ "onnx" or "torch": asked for, or auto: torch on a CUDA device where torch is installed, else ONNX Runtime.
+
+    ONNX Runtime runs on CUDA too where onnxruntime-gpu is installed (see ``sessions.providers_for``).
+    """
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r} (--runtime or CLIPSEARCH_RUNTIME); use onnx, torch or auto")
     if not parsed.needs_torch_model:
-        if runtime == "torch" or device == "cuda":
-            raise ModelError(f"{parsed.path or parsed.tag} holds ONNX towers only; use --runtime onnx --device cpu")
+        if runtime == "torch":
+            raise ModelError(f"{parsed.path or parsed.tag} holds ONNX towers only; use --runtime onnx")
         return "onnx"
     if runtime != "auto":
-        if runtime == "onnx" and device == "cuda":
-            raise ModelError("the ONNX runtime runs on the CPU here; use --runtime torch for the GPU")
         return runtime
-    if device == "cuda" or (device == "auto" and purpose == "index" and _cuda_gpu()):
+    if device.startswith("cuda"):
+        from clipsearch.models.repository import torch_available
+
+        return "torch" if torch_available() else "onnx"
+    if device == "auto" and purpose == "index" and _cuda_gpu():
         return "torch"
     return "onnx"
 

@@ -11,7 +11,6 @@ exports made before shortening existed) get the full context, as their graphs ex
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from clipsearch.errors import ModelError
 from clipsearch.imaging import PreprocessConfig
 from clipsearch.models import layout
 from clipsearch.models.base import Encoder, l2_normalise
+from clipsearch.models.sessions import CPU, create_session, providers_for
 
 # open_clip's defaults, for folders whose preprocess_cfg.json is missing (older exports).
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -27,27 +27,12 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 SHORTENING = "text_shortening"  # the key of clipsearch.json that records the shortening check
 
 
-def _session(path: Path, threads: int | None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    # Idle intra-op threads would otherwise spin and take the cores from the decode threads.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelError(f"ONNX Runtime cannot load {path}: {exc}; delete the folder to export it again") from exc
-
-
 class _Tower:
     """One ONNX session with its input's name, dtype and whether the batch axis is dynamic."""
 
-    def __init__(self, path: Path, threads: int | None):
+    def __init__(self, path: Path, threads: int | None, providers: list, cache_dir: Path | None):
         self.path = path
-        self.session = _session(path, threads)
+        self.session = create_session(path, threads, providers, cache_dir)
         first = self.session.get_inputs()[0]
         self.input = first.name
         self.input_type = first.type
@@ -70,6 +55,8 @@ class OnnxEncoder(Encoder):
         is_random: bool = False,
         threads: int | None = None,
         cache_dir: Path | None = None,
+        device: str = "cpu",
+        purpose: str = "query",
     ):
         missing = layout.missing_files(folder)
         if missing:
@@ -79,9 +66,11 @@ class OnnxEncoder(Encoder):
         self.spec = spec
         self.is_random = is_random
         self.runtime = "onnx"
-        self.device = "cpu"
+        self.providers = providers_for(device, purpose)
+        self.device = "cpu" if self.providers == [CPU] else "cuda"
         self.threads = threads
-        self.cache_dir = cache_dir  # where derived files go (the int8 text tower); the folder may be read-only
+        # Where derived files go (optimised graphs, the int8 text tower); the folder may be read-only.
+        self.cache_dir = cache_dir
         config = layout.read_json(folder, layout.CONFIG)
         self.context_length = int(config.get("text_cfg", {}).get("context_length", 77))
         self.dim = int(config.get("embed_dim") or 0)
@@ -98,13 +87,13 @@ class OnnxEncoder(Encoder):
     @property
     def visual(self) -> _Tower:
         if self._visual is None:
-            self._visual = _Tower(self.folder / layout.VISUAL, self.threads)
+            self._visual = _Tower(self.folder / layout.VISUAL, self.threads, self.providers, self.cache_dir)
         return self._visual
 
     @property
     def textual(self) -> _Tower:
         if self._textual is None:
-            self._textual = _Tower(self.text_path, self.threads)
+            self._textual = _Tower(self.text_path, self.threads, self.providers, self.cache_dir)
         return self._textual
 
     @property
