@@ -112,3 +112,15 @@ def test_only_causal_end_token_pooled_towers_are_shortenable():
     assert "not causal" in shortenable(model)
     model.text_pool_type = "last"
     assert "pools by 'last'" in shortenable(model)
+
+
+def test_an_export_of_the_first_format_is_used_only_where_torch_cannot_export(model_cache, tmp_path, monkeypatch):
+    from clipsearch.models import parse_model_spec, repository
+
+    ours = load_encoder(MODEL, cache_dir=model_cache, runtime="onnx")
+    parsed = parse_model_spec(MODEL)
+    assert ours.folder == repository.export_dir(parsed, model_cache) and ours.folder.name.endswith(".v2")
+    older = tmp_path / "onnx" / ours.folder.name.removesuffix(".v2")
+    shutil.copytree(ours.folder, older)
+    monkeypatch.setattr(repository, "torch_available", lambda: False)
+    assert load_encoder(MODEL, cache_dir=tmp_path, runtime="onnx").folder == older

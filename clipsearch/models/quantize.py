@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -16,7 +17,11 @@ log = logging.getLogger(__name__)
 def int8_text_tower(folder: Path, model_id: str, cache_dir: Path) -> Path:
     """The int8 version of `folder`'s text tower, quantised into the model cache on first use."""
     key = "".join(c if c.isalnum() or c in "._-" else "_" for c in model_id)
-    target = cache_dir / "int8" / key / "textual.onnx"
+    source = folder / layout.TEXTUAL
+    # Keyed by the fp32 file too: a new export of the same weights (a dynamic length) gets a new int8 tower.
+    stat = source.stat()
+    digest = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_dir / "int8" / key / f"textual-{digest}.onnx"
     if target.is_file():
         return target
     try:

@@ -1,7 +1,9 @@
 """Where a spec's ONNX towers come from: the folder itself, the package, the model cache, an export, the hub.
 
-MODEL_CACHE/onnx/<weights key>/          our export of a torch-loadable model (Immich layout)
-MODEL_CACHE/onnx/<weights key>.failed.json   an export that did not match torch (torch is used)
+MODEL_CACHE/onnx/<weights key>.v2/       our export of a torch-loadable model (Immich layout)
+MODEL_CACHE/onnx/<weights key>.v2.failed.json   an export that did not match torch (torch is used)
+MODEL_CACHE/onnx/<weights key>/          an export of the first format (text tower at the full
+                                         context), used only where torch cannot export again
 MODEL_CACHE/hub/<owner>--<repo>/         a model downloaded once from the hub (Immich layout), also
                                          an ARCH:TAG's published export where torch is not installed
 """
@@ -19,6 +21,9 @@ from clipsearch.models.spec import PUBLISHED_ONNX, ModelSpec, hf_text_tower, pub
 
 log = logging.getLogger(__name__)
 BUNDLED_ONNX = "onnx"  # a bundled model's towers: BUNDLED_DIR/<name>/onnx/
+# The export's format, in its folder's name: 2 gave the text tower a dynamic length. An older
+# export is not reused where torch can make the new one (a query would run 77 positions).
+EXPORT_FORMAT = 2
 
 
 def torch_available() -> bool:
@@ -37,8 +42,15 @@ def hf_text_needs_torch(spec: str, text_tower: str) -> str:
 
 
 def export_dir(parsed: ModelSpec, cache_dir: Path) -> Path:
-    key = "".join(c if c.isalnum() or c in "._-" else "_" for c in weights_key(parsed))
-    return cache_dir / "onnx" / key
+    return _first_format_dir(parsed, cache_dir).with_name(f"{_key(parsed)}.v{EXPORT_FORMAT}")
+
+
+def _first_format_dir(parsed: ModelSpec, cache_dir: Path) -> Path:
+    return cache_dir / "onnx" / _key(parsed)
+
+
+def _key(parsed: ModelSpec) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in weights_key(parsed))
 
 
 def onnx_folder(parsed: ModelSpec, spec: str, cache_dir: Path) -> Path | None:
@@ -71,6 +83,9 @@ def onnx_folder(parsed: ModelSpec, spec: str, cache_dir: Path) -> Path | None:
         log.warning(f"{reason}; using torch")
         return None
     if not torch_available():
+        older = _first_format_dir(parsed, cache_dir)
+        if layout.is_onnx_dir(older):
+            return older
         published = published_onnx_repo(parsed)
         if published is not None:
             # The same weights, exported by Immich: the store records ARCH:TAG either way.
