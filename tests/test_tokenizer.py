@@ -97,6 +97,20 @@ def test_saved_file_round_trips(tmp_path, ours):
     assert ClipTokenizer.load(path, context_length=32).encode_batch(["a dog"]).shape == (1, 32)
 
 
+def test_cleaned_file_cached_for_the_next_start_gives_the_same_ids(tmp_path, reference, ours):
+    texts = [*corpus(500, seed=11), "a<end_of_text>b <start_of_text> dog"]
+    path = tmp_path / "tokenizer.json"
+    ours.save(path)
+    cache = tmp_path / "cache"
+    first = ClipTokenizer.load(path, 77, cache_dir=cache)
+    saved = list((cache / "tokenizers").glob("*.json"))
+    assert len(saved) == 1 and not list((cache / "tokenizers").glob("*.tmp"))
+    second = ClipTokenizer.load(path, 77, cache_dir=cache)  # from the cleaned copy
+    assert json.loads(saved[0].read_text())["added_tokens"] == []
+    np.testing.assert_array_equal(second.encode_batch(texts), first.encode_batch(texts))
+    np.testing.assert_array_equal(second.encode_batch(texts), reference(texts).numpy())
+
+
 def test_saved_file_alone_tokenizes_cleaned_text(tmp_path, ours):
     """What a reader like Immich gets from tokenizers.Tokenizer.from_file on cleaned text."""
     from tokenizers import Tokenizer

@@ -101,7 +101,7 @@ class OnnxEncoder(Encoder):
         if self._tokenizer is None:
             from clipsearch.models.tokenizer import ClipTokenizer
 
-            self._tokenizer = ClipTokenizer.load(self.folder / layout.TOKENIZER, self.context_length)
+            self._tokenizer = ClipTokenizer.load(self.folder / layout.TOKENIZER, self.context_length, self.cache_dir)
         return self._tokenizer
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
