@@ -107,31 +107,36 @@ def plan() -> str:
         ]
     )
     if scale:
-        t = scale["timings"]
-        add = scale["task_seconds_summed"]["add_s"]
+        t, tasks = scale["timings"], scale["task_seconds_summed"]
+        # CPU seconds where the run recorded them (a loaded machine's wall time is mostly waiting);
+        # adding's share of the tasks' CPU taken from its share of their wall time.
+        cpu = "cpu_s" in tasks and "train_cpu_s" in t
+        add = tasks["cpu_s"] * tasks["add_s"] / tasks["task_s"] if cpu else tasks["add_s"]
+        train = t["train_cpu_s"] if cpu else t["train_s"]
+        unit = "CPU" if cpu else "wall"
         # Adding costs n x nlist (coarse assignment dominates): scale the measured add time.
         add_1b = add * (N / scale["n"]) * (layout.nlist / scale["nlist"])
         # k-means costs sample x nlist per iteration: scale the measured training time the same way.
         sample_1b = training_size(layout, N, 512)
-        train_1b = t["train_s"] * (sample_1b / scale["trained_on"]) * (layout.nlist / scale["nlist"])
+        train_1b = train * (sample_1b / scale["trained_on"]) * (layout.nlist / scale["nlist"])
         lines += [
             [
                 f"FAISS build measured at {scale['n']:,}",
                 f"{scale['bytes_per_vector']:.1f} B/vector (policy "
-                f"{scale['policy_bytes_per_vector']:.1f}), train {t['train_s']:.0f} s, add {add:.0f} CPU-s, recall@10 "
+                f"{scale['policy_bytes_per_vector']:.1f}), train {train:,.0f} {unit}-s, add {add:,.0f} {unit}-s, recall@10 "
                 f"{_served_recall(scale):.3f}",
                 "measured (bench/scale_index.py)",
             ],
             [
                 "FAISS add at 1B",
-                f"~{add_1b / 3600:,.0f} CPU-hours in shard tasks: ~{add_1b / 3600 / (cpu_nodes * NODE_CORES):.1f} h "
+                f"~{add_1b / 3600:,.0f} {unit}-hours in shard tasks: ~{add_1b / 3600 / (cpu_nodes * NODE_CORES):.1f} h "
                 f"on the {cpu_nodes} CPU nodes",
                 "extrapolated (n x nlist)",
             ],
             [
                 "FAISS training at 1B",
                 f"{sample_1b:,} vectors ({sample_1b / layout.nlist:.0f} per list, {sample_1b * 512 * 4 / 1e9:.1f} GB "
-                f"float32) on the driver: ~{train_1b / 3600:,.1f} h at this machine's measured rate",
+                f"float32) on the driver: ~{train_1b / 3600:,.1f} {unit}-hours (FAISS k-means uses every core of the driver)",
                 "policy sample; extrapolated (sample x nlist)",
             ],
         ]
