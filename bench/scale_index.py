@@ -272,7 +272,7 @@ def _section(d: dict, m: dict) -> str:
             "**memory per vector, as served**",
             f"**{sv['rss_index_bytes'] / d['n']:.1f} B** resident for the loaded index in a fresh serving process "
             f"({sv['rss_after_load'] / 2**20:,.0f} MiB resident in all, {sv['rss_before_load'] / 2**20:,.0f} MiB before the load; "
-            f"peak {sv['peak_rss'] / 2**20:,.0f} MiB while loading); re-rank rows on disk: {d['dim'] * 2:,} B per vector (float16)",
+            f"peak {sv['peak_rss'] / 2**20:,.0f} MiB, memmapped rows included); re-rank rows on disk: {d['dim'] * 2:,} B per vector (float16)",
         ],
         [
             "**build time**",
