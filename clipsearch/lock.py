@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,3 +115,55 @@ def index_lock(
         engine = catalog_db.engine if isinstance(catalog_db, Database) else catalog_db
         return folder_locks(engine, roots)
     return write_lock(catalog_lock_path(catalog_db, lock_path))
+
+
+_REEMBED_KEY = _key("clipsearch reembed")
+_REEMBED_BUSY = (
+    "another `clipsearch reembed` is running on this store; wait for it to finish, then run this command again"
+)
+
+
+@contextlib.contextmanager
+def reembed_lock(engine: Engine, lock_path: Path) -> Iterator[None]:
+    """One `clipsearch reembed` per catalog at a time (index runs go on beside it)."""
+    if engine.dialect.name != "postgresql":
+        path = catalog_lock_path(engine, lock_path)
+        try:
+            with write_lock(path.with_name(path.name.replace(".lock", "") + ".reembed.lock")):
+                yield
+        except StoreLockedError as exc:
+            raise StoreLockedError(_REEMBED_BUSY) from exc
+        return
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _REEMBED_KEY}).scalar():
+            raise StoreLockedError(_REEMBED_BUSY)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _REEMBED_KEY})
+            conn.commit()
+
+
+@contextlib.contextmanager
+def whole_store_lock(engine: Engine, lock_path: Path, poll_s: float = 0.5) -> Iterator[None]:
+    """The index lock over the whole catalog, waited for: no index run writes while it is held."""
+    if engine.dialect.name != "postgresql":
+        with write_lock(catalog_lock_path(engine, lock_path), wait=True):
+            yield
+        return
+    while True:
+        # The root folder exclusive conflicts with every index run (each holds "/" shared).
+        lock = folder_locks(engine, [os.sep])
+        try:
+            lock.__enter__()
+        except StoreLockedError:
+            time.sleep(poll_s)
+            continue
+        break
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)

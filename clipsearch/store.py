@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clipsearch.catalog import Catalog, StoreModel
@@ -50,6 +53,7 @@ class Store:
             "failed": stats.failed,
             "vectors": 0,
             "index_kind": None,
+            "generations": [g.to_dict() for g in self.catalog.generations.all()],
         }
 
     def resolve_model(self, requested: str | None) -> str:
@@ -91,6 +95,8 @@ class Store:
         from clipsearch.vectors import open_index
 
         model = self.require_model()
+        if save and self.next_index_path.exists():
+            self.settle_index_files()  # a reembed switched the store but was killed before moving the files
         return open_index(self.catalog, self.settings.index_path, model.model_id, self.settings.flat_max, save=save)
 
     def sync_index_file(self) -> list[str]:
@@ -102,5 +108,41 @@ class Store:
             return []
         return self.vector_index()[1]
 
+    # -- index files of vector generations (`clipsearch reembed`) ------------------------------
+
+    @property
+    def next_index_path(self) -> Path:
+        """Where a reembed saves the index of the generation it is about to switch to."""
+        return self.settings.index_path.with_name("vectors.next.faiss")
+
+    def retired_index_path(self, gen_id: int) -> Path:
+        """Where the index of a generation a reembed switched away from is kept until dropped."""
+        return self.settings.index_path.with_name(f"vectors.gen{gen_id}.faiss")
+
+    def settle_index_files(self) -> None:
+        """After a switch: the active index file moves aside for the retired generation and the
+        new generation's (saved before the switch) takes its place. Safe to repeat after a crash."""
+        model, nxt, current = self.model, self.next_index_path, self.settings.index_path
+        if model is None or not nxt.exists():
+            return
+        if _index_model(nxt) != model.model_id:
+            return  # made for a switch that has not committed (yet): the reembed's own save replaces it
+        old = _index_model(current)
+        retired = self.catalog.generations.find(old) if old is not None and old != model.model_id else None
+        # Two processes may settle at once: whichever moves a file first wins, the other finds it gone.
+        with contextlib.suppress(FileNotFoundError):
+            if retired is not None:
+                os.replace(current, self.retired_index_path(retired.id))
+            os.replace(nxt, current)
+
     def close(self) -> None:
         self.catalog.close()
+
+
+def _index_model(path: Path) -> str | None:
+    from clipsearch.vectors.header import IndexFileError, read_header
+
+    try:
+        return read_header(path).model_id
+    except IndexFileError:
+        return None

@@ -61,9 +61,17 @@ def test_open_creates_schema_at_alembic_head(db):
     catalog = Catalog.open(f"sqlite:///{db}")
     try:
         assert db.is_file()
-        assert current_revision(catalog.engine) == head_revision() == "0005"
+        assert current_revision(catalog.engine) == head_revision() == "0006"
         tables = set(inspect(catalog.engine).get_table_names())
-        assert {"images", "store_meta", "tombstones", "image_tags", "alembic_version"} <= tables
+        assert {
+            "images",
+            "store_meta",
+            "tombstones",
+            "image_tags",
+            "generations",
+            "generation_vectors",
+            "alembic_version",
+        } <= tables
         con = sqlite3.connect(db)
         assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

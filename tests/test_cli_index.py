@@ -295,6 +295,7 @@ def test_wrong_model_is_refused(photos, home):
     message = _one_line(result.stderr)
     assert "random:cs-tiny" in message and "random:ViT-B-32" in message
     assert "--home" in message  # says how to proceed
+    assert "clipsearch reembed --model random:ViT-B-32" in message  # or how to move the store to it
     assert catalog_rows(home) == before
 
     result = run_cli("query", "a dog", "--model", "random:ViT-B-32")

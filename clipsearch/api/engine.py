@@ -27,7 +27,6 @@ from clipsearch.imaging import load_rgb
 from clipsearch.search import SearchRequest, SearchResult, SearchService
 from clipsearch.store import Store
 from clipsearch.thumbnails import Thumbnails
-from clipsearch.vectors.sync import catch_up
 from clipsearch.vectors.threads import openmp_threads
 
 
@@ -98,7 +97,8 @@ class ApiEngine:
         if self.store.catalog.facts.current_seq() == service.index.header.watermark:
             return
         with self._index_lock.writing():
-            catch_up(service.index, self.store.catalog)
+            if service.apply_changes():  # a reembed switched the store to another model
+                service.encoder = BatchingEncoder(service.encoder)
 
     def encoding_counts(self) -> dict[str, int]:
         """Model calls for query texts and the texts they encoded, since start (texts/calls: the sharing)."""

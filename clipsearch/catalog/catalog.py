@@ -1,7 +1,8 @@
 """The catalog of one store, opened from its URL and split by use.
 
 Callers take the part they need: an index run `writes`, the FAISS cache reads `vectors`,
-a query reads `results`, zero-shot tagging keeps `tags`, and everyone may read the store's `facts`.
+a query reads `results`, zero-shot tagging keeps `tags`, `clipsearch reembed` builds and switches
+`generations`, and everyone may read the store's `facts`.
 Each part is imported when first used, so a command loads only the database code it runs.
 """
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from clipsearch.catalog.facts import StoreFacts
+    from clipsearch.catalog.generations import Generations
     from clipsearch.catalog.results import ResultReads
     from clipsearch.catalog.tags import TagStore
     from clipsearch.catalog.vector_reads import VectorReads
@@ -62,6 +64,12 @@ class Catalog:
         from clipsearch.catalog.tags import TagStore
 
         return TagStore(self.db, self.facts)
+
+    @cached_property
+    def generations(self) -> Generations:
+        from clipsearch.catalog.generations import Generations
+
+        return Generations(self.db, self.facts)
 
     @classmethod
     def open(cls, url: str) -> Catalog:

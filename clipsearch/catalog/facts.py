@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 from clipsearch.catalog.database import CatalogPart, Database
 from clipsearch.catalog.records import CatalogStats, FileStatus, StoreModel
@@ -18,7 +19,8 @@ MODEL_KEY = "model"
 class StoreFacts(CatalogPart):
     def __init__(self, db: Database):
         super().__init__(db)
-        # A bound model never changes, so once read it is kept: every vector fetch needs its dim.
+        # Once read the model is kept: every vector fetch needs its dim. Only a reembed's switch
+        # changes it (forget_model; other processes notice the sequence counter moving).
         self._model: StoreModel | None = None
 
     def get(self, key: str) -> str | None:
@@ -42,11 +44,23 @@ class StoreFacts(CatalogPart):
                 self._model = StoreModel(model_id=data["model_id"], spec=data["spec"], dim=int(data["dim"]))
         return self._model
 
+    def forget_model(self) -> None:
+        """Read the model again on next use (a reembed switched the store to another)."""
+        self._model = None
+
     def bind_model(self, model_id: str, spec: str, dim: int) -> StoreModel:
-        """Record the store's model on first use; refuse a different one afterwards."""
+        """Record the store's model (its first, active generation) on first use; refuse a different one afterwards."""
         current = self.model()
         if current is None:
-            self.set(MODEL_KEY, json.dumps({"model_id": model_id, "spec": spec, "dim": dim}))
+            from sqlalchemy import func, select
+            from sqlalchemy.orm import Session
+
+            from clipsearch.catalog.schema import Generation, StoreMeta
+
+            with Session(self.engine) as s, s.begin():
+                s.merge(StoreMeta(key=MODEL_KEY, value=json.dumps({"model_id": model_id, "spec": spec, "dim": dim})))
+                if s.scalar(select(func.count()).select_from(Generation)) == 0:
+                    s.add(Generation(model_id=model_id, spec=spec, dim=dim, state="active", created_at=_now()))
             return StoreModel(model_id=model_id, spec=spec, dim=dim)
         check_model(current, model_id)
         return current
@@ -87,10 +101,15 @@ class StoreFacts(CatalogPart):
             return [(p, e or "") for p, e in s.execute(stmt)]
 
 
-def check_model(store: StoreModel, model_id: str) -> None:
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def check_model(store: StoreModel, model_id: str, spec: str | None = None) -> None:
     if store.model_id != model_id:
         raise ModelMismatchError(
             f"this store was indexed with model {store.model_id!r}, not {model_id!r}. "
-            f"Pass --model {store.spec} (or leave --model out), or index into a new store with "
-            f"--home NEW_DIR to use the other model"
+            f"Pass --model {store.spec} (or leave --model out); to move this store to the other model "
+            f"keeping its images, run `clipsearch reembed --model {spec or model_id}` (or use --home NEW_DIR "
+            f"for a separate store)"
         )

@@ -60,6 +60,41 @@ class Tombstone(Base):
     image_id: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
+class Generation(Base):
+    """One model's set of vectors for the catalog (`clipsearch reembed` builds a second one).
+
+    The active generation's vectors are the images rows' own `embedding` column, so a query reads
+    them exactly as before generations existed; a generation being built (state "building") or kept
+    after a switch until dropped ("retired") keeps its vectors in generation_vectors.
+    """
+
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(Text, nullable=False)
+    spec: Mapped[str] = mapped_column(Text, nullable=False)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # active | building | retired
+    created_at: Mapped[datetime | None] = mapped_column(DateTime)
+    switched_at: Mapped[datetime | None] = mapped_column(DateTime)  # when it became active or retired
+
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+
+class GenerationVector(Base):
+    """A vector of a generation that is not the active one, or why the image got none."""
+
+    __tablename__ = "generation_vectors"
+
+    generation_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    image_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # The image row's vec_seq when this vector was made: a row whose vector changed since (an index
+    # run re-embedded it) is embedded again before the switch.
+    src_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)  # NULL: failed, `error` says why
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 class ImageTag(Base):
     """A zero-shot label given to an image, with its score (the label's softmax probability)."""
 

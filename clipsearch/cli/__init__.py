@@ -15,6 +15,7 @@ from clipsearch.cli import (
     index_cmd,
     models_cmd,
     query_cmd,
+    reembed_cmd,
     serve_cmd,
     status_cmd,
     tag_cmd,
@@ -49,6 +50,7 @@ def _global_options(
 # registering every command here costs only the CLI's own imports.
 app.command("index")(index_cmd.index_command)
 app.command("query")(query_cmd.query_command)
+app.command("reembed")(reembed_cmd.reembed_command)
 app.command("status")(status_cmd.status_command)
 app.command("tag")(tag_cmd.tag_command)
 app.command("tags")(tag_cmd.tags_command)

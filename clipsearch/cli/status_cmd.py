@@ -31,7 +31,11 @@ def status_command(
         return
     width = max(len(k) for k in info)
     for key, value in info.items():
-        if key != "failures":
+        if key not in ("failures", "generations"):
             typer.echo(f"{key:<{width}}  {value if value is not None else '-'}")
+    for gen in info["generations"]:
+        failed = f", {gen['failed']} failed" if gen["failed"] else ""
+        line = f"{gen['model']}  {gen['state']}  {gen['embedded']}/{gen['total']} images{failed}"
+        typer.echo(f"{'generation':<{width}}  {line}")
     for item in info.get("failures", []):
         typer.echo(f"  failed: {item['path']}: {item['reason']}")

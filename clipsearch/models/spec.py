@@ -9,6 +9,8 @@ Specs, in the order they are tried:
   ARCH:TAG        open_clip pretrained weights, downloaded once into the model cache (without torch,
                   the published ONNX export of PUBLISHED_ONNX, under the same model id)
   ARCH:FILE       open_clip architecture with weights from a local .safetensors/.pt file
+  NAME@HASH       the model id `clipsearch status` prints for a bundled model or a model folder:
+                  NAME is resolved as above and HASH must match the weights found
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def parse_model_spec(spec: str) -> ModelSpec:
                 raise ModelError(f"weights file {tag_path} does not exist")
             return ModelSpec("file", arch=arch, path=tag_path.resolve())
         return ModelSpec("pretrained", arch=arch, tag=tag)
+    if "@" in spec:
+        return _parse_model_id(spec)
     if looks_like_path(spec):
         raise ModelError(f"model path {spec} does not exist")
     raise ModelError(
@@ -144,6 +148,32 @@ def _arch_config(arch: str) -> dict | None:
         if path.is_file():
             return dict(json.loads(path.read_text()))
     return {} if found is not None else None  # an unknown arch is open_clip's to refuse
+
+
+def _parse_model_id(spec: str) -> ModelSpec:
+    """NAME@HASH, a model id as a store records it: the model NAME names, if its weights have that hash."""
+    name, _, digest = spec.rpartition("@")
+    if not name or not digest or "@" in name:
+        raise ModelError(f"model {spec!r}: a model id is NAME@HASH, e.g. {_example_id()}")
+    try:
+        base = parse_model_spec(name)
+    except ModelError as exc:
+        raise ModelError(
+            f"model {spec!r}: {name} is neither a bundled model "
+            f"({', '.join(bundled_models()) or 'none installed'}) nor a model folder; pass its folder's path"
+        ) from exc
+    found = model_id_for(base)
+    if base.kind not in ("bundled", "checkpoint", "onnx") or found.rpartition("@")[2] != digest:
+        raise ModelError(
+            f"model {spec!r}: the weights found for {name} are {found}, not hash {digest}; "
+            f"pass --model {name} to use them, or the folder holding the weights with hash {digest}"
+        )
+    return base
+
+
+def _example_id() -> str:
+    names = bundled_models()
+    return model_id_for(names[0]) if names else "shapes-mini@5721a97c2d6f"
 
 
 def published_onnx_repo(parsed: ModelSpec) -> str | None:

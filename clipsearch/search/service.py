@@ -69,8 +69,29 @@ class SearchService:
         return cls(store, encoder, index, notes)
 
     def refresh(self) -> None:
-        """Pick up what an index run committed since the last query (cheap when nothing did)."""
-        catch_up(self.index, self.store.catalog)
+        """Pick up what an index run committed since the last query (cheap when nothing did).
+
+        When `clipsearch reembed` switched the store to another model meanwhile, the new model
+        and its index are loaded instead.
+        """
+        if self.store.catalog.facts.current_seq() != self.index.header.watermark:
+            self.apply_changes()
+
+    def apply_changes(self) -> bool:
+        """Catch the index up with the catalog, or, after a reembed's switch, load the new model and
+        its index; True when the model changed (the caller holds whatever guards the index)."""
+        facts = self.store.catalog.facts
+        facts.forget_model()
+        if self.store.require_model().model_id == self.encoder.model_id:
+            catch_up(self.index, self.store.catalog)
+            return False
+        encoder = self.store.load_encoder(None, self.encoder.device)
+        if self.store.settings.text_int8 and encoder.device == "cpu":
+            encoder.quantize_text_tower()
+        self.index, self.open_notes = self.store.vector_index()
+        self.encoder = encoder
+        self._prompts = None  # the new model's prompt templates
+        return True
 
     def query_vector(self, req: SearchRequest, notes: list[str]) -> np.ndarray:
         """The weighted sum of the request's normalised term vectors, renormalised."""
