@@ -173,7 +173,7 @@ def _parse_model_id(spec: str) -> ModelSpec:
 
 def _example_id() -> str:
     names = bundled_models()
-    return model_id_for(names[0]) if names else "shapes-mini@5721a97c2d6f"
+    return model_id_for(names[0]) if names else "shapes-mini@4baa561068e4"
 
 
 def published_onnx_repo(parsed: ModelSpec) -> str | None:
