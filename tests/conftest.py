@@ -28,6 +28,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from clipsearch.cli import app
+from clipsearch.synthetic.corpus import make_item
 
 MODEL = "random:cs-tiny"
 
@@ -263,3 +264,18 @@ def backend(request, env, monkeypatch) -> str:
 
 def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def distinct_scenes(n: int) -> list:
+    """Single objects in the centre on a plain background, each a different colour+shape: pictures the
+    bundled model tells apart (same colour+shape pictures are near-duplicates to it, and so they are)."""
+    scenes, keys = [], set()
+    for i in range(20_000):
+        scene = make_item(91, "heldout", i)[0]
+        key = (scene.colour, scene.shape)
+        if scene.count == 1 and scene.position == "centre" and scene.texture == "plain" and key not in keys:
+            scenes.append(scene)
+            keys.add(key)
+            if len(scenes) == n:
+                return scenes
+    raise AssertionError("not enough distinct scenes")

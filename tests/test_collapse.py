@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 from apiserver import start as start_server
-from conftest import ok, run_cli
+from conftest import distinct_scenes, ok, run_cli
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from clipsearch.models import bundled_models
-from clipsearch.synthetic.corpus import make_item
 from clipsearch.synthetic.draw import render
 
 pytestmark = pytest.mark.skipif("shapes-mini" not in bundled_models(), reason="the bundled model is not installed")
@@ -28,27 +27,13 @@ COPIES = ("copies/orig0.png", "small0.png", "reencoded0.jpg")
 GROUP = {"orig0.png", *COPIES}
 
 
-def _distinct_scenes(n: int) -> list:
-    """Single centred objects on plain backgrounds, each a different colour+shape (test_duplicates' kind)."""
-    scenes, keys = [], set()
-    for i in range(20_000):
-        scene = make_item(91, "heldout", i)[0]
-        key = (scene.colour, scene.shape)
-        if scene.count == 1 and scene.position == "centre" and scene.texture == "plain" and key not in keys:
-            scenes.append(scene)
-            keys.add(key)
-            if len(scenes) == n:
-                return scenes
-    raise AssertionError("not enough distinct scenes")
-
-
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> tuple[Path, Path, str]:
     """Eight distinct pictures, three copies of the first; returns (photos, home, a query for the first)."""
     root = tmp_path_factory.mktemp("collapse")
     photos, home = root / "photos", root / "home"
     (photos / "copies").mkdir(parents=True)
-    scenes = _distinct_scenes(N_DISTINCT)
+    scenes = distinct_scenes(N_DISTINCT)
     for i, scene in enumerate(scenes):
         render(scene, 256).save(photos / f"orig{i}.png")
     original = Image.open(photos / "orig0.png")

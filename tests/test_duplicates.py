@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ok, run_cli
+from conftest import distinct_scenes, ok, run_cli
 from PIL import Image
 
 from clipsearch.catalog import Catalog, ImageRecord
@@ -17,23 +17,7 @@ from clipsearch.models import bundled_models
 from clipsearch.search.duplicates import find_duplicates
 from clipsearch.settings import Settings
 from clipsearch.store import Store
-from clipsearch.synthetic.corpus import make_item
 from clipsearch.synthetic.draw import render
-
-
-def _distinct_scenes(n: int) -> list:
-    """Single objects in the centre on a plain background, each a different colour+shape: pictures the
-    bundled model tells apart (same colour+shape pictures are near-duplicates to it, and so they are)."""
-    scenes, keys = [], set()
-    for i in range(20_000):
-        scene = make_item(91, "heldout", i)[0]
-        key = (scene.colour, scene.shape)
-        if scene.count == 1 and scene.position == "centre" and scene.texture == "plain" and key not in keys:
-            scenes.append(scene)
-            keys.add(key)
-            if len(scenes) == n:
-                return scenes
-    raise AssertionError("not enough distinct scenes")
 
 
 def _crop(img: Image.Image, fraction: float = 0.05) -> Image.Image:
@@ -46,7 +30,7 @@ def _crop(img: Image.Image, fraction: float = 0.05) -> Image.Image:
 def test_planted_copies_are_grouped_and_distinct_pictures_are_not(tmp_path, home):
     photos = tmp_path / "photos"
     photos.mkdir()
-    originals = [render(scene, 256) for scene in _distinct_scenes(10)]
+    originals = [render(scene, 256) for scene in distinct_scenes(10)]
     for i, img in enumerate(originals):
         img.save(photos / f"orig{i}.png")
     planted = {}
