@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -279,3 +280,9 @@ def distinct_scenes(n: int) -> list:
             if len(scenes) == n:
                 return scenes
     raise AssertionError("not enough distinct scenes")
+
+
+def default_sigint() -> None:
+    """preexec_fn for a CLI that a test interrupts: a runner started in the background (nohup, `&` in a
+    script) passes SIGINT on as ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conftest import catalog_rows, index_argv, index_json, make_photos, query_json, status_json
+from conftest import catalog_rows, default_sigint, index_argv, index_json, make_photos, query_json, status_json
 
 TRIALS = 20
 PHOTOS = 240
@@ -25,6 +25,7 @@ def _start(folder: Path, home: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_exif, save_image
+from conftest import default_sigint, make_exif, save_image
 from PIL import Image
 
 from clipsearch.models import bundled_models
@@ -175,6 +175,7 @@ def _interrupt_when(home: Path, args: list, marker: str, delay: float = 0.0) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     lines = []
     try:
@@ -236,6 +237,7 @@ def test_the_installed_executable_handles_ctrl_c(store):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     for line in proc.stderr:
         if line.rsplit("|", 1)[-1].strip() == "typer":
