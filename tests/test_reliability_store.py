@@ -113,6 +113,30 @@ def test_the_sequence_counter_is_locked_even_on_a_new_catalog(backend):
         catalog.close()
 
 
+def test_simultaneous_first_runs_bind_the_model_once(backend):
+    """Two first runs both find no model; the one that waits for the counter then finds the other's
+    binding (it used to insert it again: a duplicate key in store_meta)."""
+    if not backend.startswith("postgresql"):
+        pytest.skip("SQLite stores take one index run at a time")
+    catalog = Catalog.open(backend)
+    holder = sqlalchemy.create_engine(backend)
+    found: list = []
+    try:
+        with holder.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT value FROM store_meta WHERE key = 'vector_seq' FOR UPDATE"))
+            binder = threading.Thread(target=lambda: found.append(catalog.facts.bind_model("m@1", "m", 4)))
+            binder.start()
+            assert _waits_for_a_lock(holder), "the second first run did not wait for the counter"
+            first = json.dumps({"model_id": "m@1", "spec": "first", "dim": 4})
+            conn.execute(sqlalchemy.text("INSERT INTO store_meta (key, value) VALUES ('model', :v)"), {"v": first})
+            conn.commit()
+        binder.join(timeout=60)
+        assert [m.spec for m in found] == ["first"]
+    finally:
+        holder.dispose()
+        catalog.close()
+
+
 def _record(path: str) -> ImageRecord:
     return ImageRecord(path, "/", 1, 1, "00", status="ok", vector=np.ones(4, dtype=np.float32) / 2)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 from clipsearch.catalog.database import CatalogPart, Database
@@ -52,18 +53,32 @@ class StoreFacts(CatalogPart):
         """Record the store's model (its first, active generation) on first use; refuse a different one afterwards."""
         current = self.model()
         if current is None:
-            from sqlalchemy import func, select
-            from sqlalchemy.orm import Session
-
-            from clipsearch.catalog.schema import Generation, StoreMeta
-
-            with Session(self.engine) as s, s.begin():
-                s.merge(StoreMeta(key=MODEL_KEY, value=json.dumps({"model_id": model_id, "spec": spec, "dim": dim})))
-                if s.scalar(select(func.count()).select_from(Generation)) == 0:
-                    s.add(Generation(model_id=model_id, spec=spec, dim=dim, state="active", created_at=_now()))
-            return StoreModel(model_id=model_id, spec=spec, dim=dim)
+            current = self._bind_first(StoreModel(model_id=model_id, spec=spec, dim=dim))
         check_model(current, model_id)
         return current
+
+    def _bind_first(self, model: StoreModel) -> StoreModel:
+        from sqlalchemy import func, select
+        from sqlalchemy.orm import Session
+
+        from clipsearch.catalog.schema import Generation, StoreMeta
+
+        with Session(self.engine) as s, s.begin():
+            # Simultaneous first runs on a PostgreSQL store: the counter row's lock makes the later
+            # ones wait and then find the first one's binding, instead of inserting it again.
+            s.execute(select(StoreMeta).where(StoreMeta.key == SEQ_KEY).with_for_update())
+            bound = s.get(StoreMeta, MODEL_KEY)
+            if bound is not None:
+                data = json.loads(bound.value)
+                return StoreModel(model_id=data["model_id"], spec=data["spec"], dim=int(data["dim"]))
+            s.add(StoreMeta(key=MODEL_KEY, value=json.dumps(asdict(model))))
+            if s.scalar(select(func.count()).select_from(Generation)) == 0:
+                s.add(
+                    Generation(
+                        model_id=model.model_id, spec=model.spec, dim=model.dim, state="active", created_at=_now()
+                    )
+                )
+        return model
 
     def dim(self) -> int:
         model = self.model()
