@@ -164,29 +164,22 @@ class Generations(CatalogPart):
 
     def vectors(self, gen_id: int, dim: int, chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) of a generation, in chunks by image id."""
-        import numpy as np
         from sqlalchemy import select
-        from sqlalchemy.orm import Session
 
-        from clipsearch.catalog.codec import decode_vectors
         from clipsearch.catalog.schema import GenerationVector
+        from clipsearch.catalog.vector_reads import vector_pages
 
         gv = GenerationVector
-        last = 0
-        while True:
-            stmt = (
+
+        def page(last: int) -> Any:
+            return (
                 select(gv.image_id, gv.embedding)
                 .where(gv.generation_id == gen_id, gv.embedding.is_not(None), gv.image_id > last)
                 .order_by(gv.image_id)
                 .limit(chunk)
             )
-            with Session(self.engine) as s:
-                rows = s.execute(stmt).all()
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, decode_vectors([r[1] for r in rows], dim)  # type: ignore[misc]  # NOT NULL by the query
-            last = int(ids[-1])
+
+        return vector_pages(self.engine, page, dim)
 
     def sample(self, gen_id: int, dim: int, n: int, seed: int = 0) -> np.ndarray:
         """Up to n of a generation's vectors, spread over it (for training a quantiser)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -10,6 +11,9 @@ from clipsearch.catalog.codec import decode_vectors
 from clipsearch.catalog.database import CatalogPart, Database
 from clipsearch.catalog.driver import image_rows_by_id
 from clipsearch.catalog.facts import StoreFacts
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 # SQLAlchemy is imported by the methods that build or catch up an index; a query's re-rank
 # fetches vectors by id as plain SQL.
@@ -25,28 +29,19 @@ class VectorReads(CatalogPart):
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) for rows whose vector changed in (after_seq, up_to_seq], in chunks by id."""
         from sqlalchemy import select
-        from sqlalchemy.orm import Session
 
         from clipsearch.catalog.schema import ImageRow
 
-        dim = self._facts.dim()
-        last_id = 0
-        while True:
+        def page(last_id: int) -> Any:
             stmt = (
                 select(ImageRow.id, ImageRow.embedding)
                 .where(ImageRow.vec_seq > after_seq, ImageRow.embedding.is_not(None), ImageRow.id > last_id)
                 .order_by(ImageRow.id)
                 .limit(chunk)
             )
-            if up_to_seq is not None:
-                stmt = stmt.where(ImageRow.vec_seq <= up_to_seq)
-            with Session(self.engine) as s:
-                rows = s.execute(stmt).all()
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, decode_vectors([r[1] for r in rows], dim)  # type: ignore[misc]  # NOT NULL by the query
-            last_id = int(ids[-1])
+            return stmt if up_to_seq is None else stmt.where(ImageRow.vec_seq <= up_to_seq)
+
+        return vector_pages(self.engine, page, self._facts.dim())
 
     def tombstones(self, after_seq: int, up_to_seq: int | None = None) -> np.ndarray:
         """Ids whose vector left the catalog in (after_seq, up_to_seq], in sequence order."""
@@ -83,3 +78,19 @@ class VectorReads(CatalogPart):
         if len(all_ids) > n:
             all_ids = np.sort(np.random.default_rng(seed).choice(all_ids, size=n, replace=False))
         return self.fetch(all_ids.tolist())[1]
+
+
+def vector_pages(engine: Engine, page: Callable[[int], Any], dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, float32 vectors) chunk after chunk: `page(last_id)` selects (id, embedding) rows after
+    last_id in id order, so each chunk is one short query however large the table (keyset paging)."""
+    from sqlalchemy.orm import Session
+
+    last_id = 0
+    while True:
+        with Session(engine) as s:
+            rows = s.execute(page(last_id)).all()
+        if not rows:
+            return
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        yield ids, decode_vectors([r[1] for r in rows], dim)
+        last_id = int(ids[-1])
