@@ -281,16 +281,22 @@ def file_rows(folder: Path) -> list[tuple[str, float, int]]:
     return rows
 
 
+def both_stores(rclip: Path, name: str, folder: Path) -> tuple[Path, Path]:
+    """clipsearch's store and rclip's data folder for one folder, holding the same files."""
+    home = clipsearch_store(name, folder)
+    datadir = rclip_datadir(name)
+    rows = WORK / f"rows-{name}.json"
+    rows.write_text(json.dumps(file_rows(folder)))
+    rclip_db_rows(rclip.with_name("python"), datadir, rows)
+    return home, datadir
+
+
 # -- the three measurements ---------------------------------------------------------------------
 
 
 def cold_query(rclip: Path, n: int, reps: int) -> dict:
     folder = query_folder(n)
-    home = clipsearch_store(f"query-n{n}", folder)
-    datadir = rclip_datadir(f"query-n{n}")
-    rows = WORK / f"rows-n{n}.json"
-    rows.write_text(json.dumps(file_rows(folder)))
-    rclip_db_rows(rclip.with_name("python"), datadir, rows)
+    home, datadir = both_stores(rclip, f"query-n{n}", folder)
     commands = {
         "clipsearch": ([clipsearch_exe(), "query", QUERY, "-k", "10"], clipsearch_env(home), None),
         "rclip": ([str(rclip), "--no-indexing", "--top", "10", QUERY], rclip_env(datadir), folder),
@@ -378,11 +384,7 @@ def reindex(rclip: Path, n: int, reps: int) -> dict:
     from indexing_parts import make_tiny_tree
 
     folder = make_tiny_tree(n)
-    home = clipsearch_store(f"reindex-n{n}", folder)
-    datadir = rclip_datadir(f"reindex-n{n}")
-    rows = WORK / f"rows-reindex-n{n}.json"
-    rows.write_text(json.dumps(file_rows(folder)))
-    rclip_db_rows(rclip.with_name("python"), datadir, rows)
+    home, datadir = both_stores(rclip, f"reindex-n{n}", folder)
     commands = {
         "clipsearch": ([clipsearch_exe(), "index", str(folder)], clipsearch_env(home), None),
         "rclip_index": (
