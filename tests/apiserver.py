@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from conftest import MODEL, make_photos, ok, run_cli
 
 START_TIMEOUT_S = 90
 
@@ -44,6 +45,14 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def indexed_home(root: Path, photos: int) -> Path:
+    """A SQLite store under root/home holding `photos` generated pictures, indexed by the real CLI."""
+    make_photos(root / "photos", photos)
+    home = root / "home"
+    ok(run_cli("index", root / "photos", "--model", MODEL, "--json", env={"CLIPSEARCH_HOME": str(home)}))
+    return home
 
 
 def start(home: Path, *args: str, env: dict | None = None, expect_record: bool = True) -> Server:

@@ -14,8 +14,8 @@ import zlib
 from urllib.parse import urlsplit
 
 import pytest
-from apiserver import raw_get, start
-from conftest import MODEL, catalog_rows, index_json, make_photos, ok, query_json, run_cli, status_json
+from apiserver import indexed_home, raw_get, start
+from conftest import catalog_rows, index_json, ok, query_json, run_cli, status_json
 from PIL import Image
 
 
@@ -23,9 +23,7 @@ from PIL import Image
 def shared(tmp_path_factory):
     """One server on a small SQLite store, for the tests that only probe it."""
     root = tmp_path_factory.mktemp("shared")
-    make_photos(root / "photos", 6)
-    home = root / "home"
-    ok(run_cli("index", root / "photos", "--model", MODEL, "--json", env={"CLIPSEARCH_HOME": str(home)}))
+    home = indexed_home(root, 6)
     server = start(home, "--allow-host", "photos.lan")
     yield server
     server.stop()

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
-from apiserver import start
+from apiserver import indexed_home, start
 from conftest import MODEL, catalog_rows, make_photos, ok, run_cli
 
 from clipsearch.api.server import bind
@@ -19,9 +19,7 @@ from clipsearch.api.server import bind
 def server(tmp_path_factory):
     """One server on a small SQLite store."""
     root = tmp_path_factory.mktemp("perf")
-    make_photos(root / "photos", 12)
-    home = root / "home"
-    ok(run_cli("index", root / "photos", "--model", MODEL, "--json", env={"CLIPSEARCH_HOME": str(home)}))
+    home = indexed_home(root, 12)
     srv = start(home)
     yield srv
     srv.stop()
