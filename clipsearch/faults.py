@@ -2,8 +2,10 @@
 
 `CLIPSEARCH_FAULT=NAME[:N]` sends SIGKILL to the process the Nth time (default: the first) it
 passes the point NAME, so a test can stop a run exactly between two steps instead of guessing
-with sleeps. `CLIPSEARCH_FAULT_TRACE=FILE` appends the name of every point passed to FILE (the
-kill campaign reads the last line as the phase a random kill hit). With neither variable set, as
+with sleeps; with `CLIPSEARCH_FAULT_SIGNAL=STOP` it sends SIGSTOP instead, so a test can look at
+the state the run left there and let it go on (SIGCONT). `CLIPSEARCH_FAULT_TRACE=FILE` appends
+the name of every point passed to FILE (the kill campaign reads the last line as the phase a
+random kill hit). With neither variable set, as
 in normal use, a point costs one environment lookup; points sit at batch and file boundaries,
 never in per-image loops.
 
@@ -34,4 +36,5 @@ def point(name: str) -> None:
     if armed:
         want, _, nth = armed.partition(":")
         if want == name and count == int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+            stop = os.environ.get("CLIPSEARCH_FAULT_SIGNAL") == "STOP"
+            os.kill(os.getpid(), signal.SIGSTOP if stop else signal.SIGKILL)
