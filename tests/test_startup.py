@@ -132,6 +132,16 @@ def test_no_work_paths_import_only_what_they_use(store, name):
     assert result.stdout.strip()
 
 
+@pytest.mark.parametrize("command", ["index", "status", "db"])
+def test_a_command_imports_only_its_own_module(store, command):
+    """The other commands' modules (and typer's work to build them) are left out of every run."""
+    home, photos = store
+    args = {"index": ["index", photos], "status": ["status"], "db": ["db", "current"]}[command]
+    result = _cli(home, *args, probe=True)
+    loaded = {m for m in _modules(result) if m.startswith("clipsearch.cli.") and m.endswith("_cmd")}
+    assert loaded == {f"clipsearch.cli.{command}_cmd"}
+
+
 QUERIES = {
     "text": ["a red circle"],
     "image": ["--image", "{photo}"],
@@ -193,12 +203,12 @@ def _interrupt_when(home: Path, args: list, marker: str, delay: float = 0.0) -> 
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(lines) + err)
 
 
-# Moments across start-up: importing the CLI (typer), registering the commands (their modules),
+# Moments across start-up: importing the CLI (typer), registering the command (its module),
 # opening the store (sqlite3, FAISS), loading the model (ONNX Runtime, the tokenizer)
 # and, with a delay, creating its session and searching.
 MOMENTS = [
     (["--help"], "typer", 0.0),
-    (["status"], "clipsearch.cli.query_cmd", 0.0),
+    (["status"], "clipsearch.cli.status_cmd", 0.0),
     (["status"], "sqlite3", 0.0),
     (["status"], "faiss", 0.0),
     (["query", "a red circle"], "typer", 0.0),
