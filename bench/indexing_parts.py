@@ -18,7 +18,9 @@ from PIL import Image
 from clipsearch.catalog import ImageRecord
 from clipsearch.imaging import load_for_model, load_rgb, resize_for_model
 from clipsearch.indexer import IndexOptions, run_index
-from clipsearch.indexer.scan import resolve_roots, scan
+from clipsearch.indexer.exclude import Exclusions
+from clipsearch.indexer.scan import resolve_roots, walk_root
+from clipsearch.indexer.walks import WalkRecords
 from clipsearch.settings import Settings
 from clipsearch.store import Store
 from clipsearch.thumbnails import Thumbnails, encode_thumbnail
@@ -221,13 +223,18 @@ def reindex(folder: Path, store: Store, settings: Settings, encoder, reps: int) 
 def reindex_parts(folder: Path, store: Store, settings: Settings) -> dict:
     """One pass of each step an unchanged re-index does, timed alone."""
     root = resolve_roots([folder])[0]
+    exclusions = Exclusions.build(skip=(settings.home,))
     out = {}
     t = time.perf_counter()
-    list(scan(root, []))
+    walk = walk_root(root, exclusions)
     out["scan"] = time.perf_counter() - t
     t = time.perf_counter()
+    records = WalkRecords(settings, exclusions, store.catalog.facts.rows_seq())
+    out["walk_record_holds"] = records.unchanged(root, walk)
+    out["walk_record_check"] = time.perf_counter() - t
+    t = time.perf_counter()
     states = store.catalog.writes.file_states(root.path, root.is_dir)
-    out["catalog_file_states"] = time.perf_counter() - t
+    out["catalog_file_states_if_record_fails"] = time.perf_counter() - t
     thumbs = Thumbnails.for_settings(settings)
     t = time.perf_counter()
     [covered] = thumbs.covers([root.path], store.catalog.facts.current_seq())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +45,21 @@ class Exclusions:
     _paths: re.Pattern | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_names", _matcher([p for p in self.patterns if "/" not in p]))
+        names = [fnmatch.translate(p) for p in self.patterns if "/" not in p]
+        if not self.include_hidden:
+            names.append(r"\.")  # matched from the start: a name beginning with "."
+        object.__setattr__(self, "_names", re.compile("|".join(f"(?:{p})" for p in names)) if names else None)
         object.__setattr__(self, "_paths", _matcher([p.strip("/") for p in self.patterns if "/" in p]))
+
+    @property
+    def name_rule(self) -> Callable[[str], object] | None:
+        """Whether a name is skipped (hidden, or matching a name pattern): one regex match, for every entry."""
+        return self._names.match if self._names is not None else None
+
+    @property
+    def checks_paths(self) -> bool:
+        """Whether some entries are skipped for more than their name (skips_path then decides)."""
+        return self._paths is not None or bool(self.skip_dirs)
 
     @classmethod
     def build(
@@ -60,13 +74,9 @@ class Exclusions:
             skip_dirs.add((st.st_dev, st.st_ino))
         return cls(DEFAULT_EXCLUDES + tuple(extra), include_hidden, frozenset(skip_dirs))
 
-    def skips(self, entry: os.DirEntry, is_dir: bool, root: str) -> bool:
-        name = entry.name
-        if not self.include_hidden and name.startswith("."):
-            return True
-        if self._names is not None and self._names.match(name):
-            return True
-        if self._paths is not None and self._paths.match(os.path.relpath(entry.path, root)):
+    def skips_path(self, entry: os.DirEntry, path: str, is_dir: bool, root: str) -> bool:
+        """The rules beyond the name: path patterns, and the folders never entered."""
+        if self._paths is not None and self._paths.match(os.path.relpath(path, root)):
             return True
         return is_dir and bool(self.skip_dirs) and self._is_skipped_dir(entry)
 

@@ -125,14 +125,18 @@ def test_an_unreadable_subfolder_is_reported_and_its_rows_kept(tmp_path, home, m
     make_photos(folder / "locked", 2, seed=1)
     assert index_json(folder)["new"] == 4
     locked = str(folder / "locked")
-    real_scandir = os.scandir
 
-    def guarded(path=".", *args):
-        if str(path) == locked:
-            raise PermissionError(13, "Permission denied", locked)
-        return real_scandir(path, *args)
+    def guarded(real):
+        def call(path=".", *args, **kwargs):
+            if os.path.normpath(str(path)) == locked:
+                raise PermissionError(13, "Permission denied", locked)
+            return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "scandir", guarded)
+        return call
+
+    # The walk lists a folder by path, or opens it and lists the descriptor where the platform can.
+    monkeypatch.setattr(os, "scandir", guarded(os.scandir))
+    monkeypatch.setattr(os, "open", guarded(os.open))
     summary = index_json(folder)
     assert summary["unreadable"] == [{"path": locked, "reason": "Permission denied"}]
     assert summary["removed"] == 0 and len(catalog_rows(home)) == 4

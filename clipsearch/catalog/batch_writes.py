@@ -8,6 +8,7 @@ imported by the first batch written (a run that writes nothing never loads it).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, cast
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from clipsearch.catalog.codec import encode_vector
-from clipsearch.catalog.facts import SEQ_KEY
+from clipsearch.catalog.facts import ROWS_SEQ_KEY, SEQ_KEY
 from clipsearch.catalog.records import FileStatus, ImageRecord, Move
 from clipsearch.catalog.schema import ImageRow, StoreMeta, Tombstone
 from clipsearch.catalog.sql import chunks
@@ -57,6 +58,18 @@ def write_batch(
         for chunk in chunks(list(deleted)):
             s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
         s.merge(StoreMeta(key=SEQ_KEY, value=str(seq)))
+        bump_rows_seq(s)
+
+
+def bump_rows_seq(s: Session) -> None:
+    """Count one more transaction that changed image rows (the caller holds the sequence counter's lock).
+
+    The count starts at a random number: a catalog made again from scratch (a deleted catalog.db,
+    a recreated database) never repeats the values an old one had, which a walk record holds.
+    """
+    row = s.get(StoreMeta, ROWS_SEQ_KEY)
+    value = int(row.value) + 1 if row else int.from_bytes(os.urandom(6), "big")
+    s.merge(StoreMeta(key=ROWS_SEQ_KEY, value=str(value)))
 
 
 class _Batch:

@@ -14,6 +14,9 @@ from clipsearch.errors import ModelMismatchError, StoreError
 # sequence counter) is plain SQL, on every command's path.
 
 SEQ_KEY = "vector_seq"  # meta key of the sequence counter: the last number given to a vector change
+# Moved by every transaction that writes image rows (new, changed, moved, failed, deleted; a
+# reembed's switch): a run that sees it where it left it knows no one else changed the rows.
+ROWS_SEQ_KEY = "rows_seq"
 MODEL_KEY = "model"
 
 
@@ -88,6 +91,10 @@ class StoreFacts(CatalogPart):
 
     def current_seq(self) -> int:
         value = self.get(SEQ_KEY)
+        return int(value) if value else 0
+
+    def rows_seq(self) -> int:
+        value = self.get(ROWS_SEQ_KEY)
         return int(value) if value else 0
 
     def stats(self) -> CatalogStats:

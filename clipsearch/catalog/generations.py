@@ -276,6 +276,7 @@ class Generations(CatalogPart):
         from sqlalchemy import delete, select, text, update
         from sqlalchemy.orm import Session
 
+        from clipsearch.catalog.batch_writes import bump_rows_seq
         from clipsearch.catalog.schema import Generation, GenerationVector, StoreMeta
 
         gv = GenerationVector.__tablename__
@@ -316,6 +317,7 @@ class Generations(CatalogPart):
             s.execute(update(Generation).where(Generation.id == old.id).values(state=RETIRED, switched_at=now))
             s.execute(update(Generation).where(Generation.id == new.id).values(state=ACTIVE, switched_at=now))
             row.value = str(seq)
+            bump_rows_seq(s)  # images the new model could not embed became failed rows
             model = {"model_id": new.model_id, "spec": new.spec, "dim": new.dim}
             s.merge(StoreMeta(key=MODEL_KEY, value=json.dumps(model)))
         self._facts.forget_model()
