@@ -25,6 +25,7 @@ from clipsearch.indexer.scan import Root, Walk
 from clipsearch.settings import Settings
 
 WALKS_NAME = "walks.json"
+MAX_RECORDS = 1000  # folders walked most recently; older ones read the catalog on their next run
 # Part of every key: a release that lists other files (new extensions, other default
 # exclusions) or compares them differently starts from the catalog again.
 _FORMAT = 1
@@ -67,8 +68,12 @@ class WalkRecords:
         self.walked: dict[str, str] = {}  # key -> digest of this run's clean walks
 
     def unchanged(self, root: Root, walk: Walk) -> bool:
-        """Whether the last complete run over `root` walked the same files, with the catalog as it is now."""
-        digest = walk_digest(walk)
+        """Whether the last complete run over `root` walked the same files, with the catalog as it is now.
+
+        Folders only: a file named on the command line costs one row to compare, and a script that
+        indexes each new photo by name would grow the records without end.
+        """
+        digest = walk_digest(walk) if root.is_dir else None
         if digest is None:
             return False
         key = _digest(repr((self.rules, root.path, root.is_dir, sorted(IMAGE_EXTENSIONS))))
@@ -82,8 +87,14 @@ class WalkRecords:
         them are what the walks found, whatever other roots' runs did to the counter.
         """
         walks = self._load()
-        walks.update((key, [rows_seq, digest]) for key, digest in self.walked.items())
-        data = json.dumps({"catalog": self.catalog, "walks": walks}).encode()
+        fresh = {key: [rows_seq, digest] for key, digest in self.walked.items()}
+        if all(walks.get(key) == record for key, record in fresh.items()):
+            return  # an unchanged run over unchanged folders: nothing new to record
+        for key in fresh:
+            walks.pop(key, None)  # re-inserted last: the oldest records are the first dropped
+        walks.update(fresh)
+        kept = dict(list(walks.items())[-MAX_RECORDS:])
+        data = json.dumps({"catalog": self.catalog, "walks": kept}).encode()
         with contextlib.suppress(OSError):  # only a shortcut: the next run reads the catalog instead
             write_atomically(self.path, data, durable=False)
 

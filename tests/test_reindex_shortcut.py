@@ -3,12 +3,14 @@ and reads it again whenever anything changed the image rows since."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import sqlalchemy
-from conftest import PHOTOS_COUNT, catalog_rows, catalog_url, index_json
+from conftest import PHOTOS_COUNT, catalog_rows, catalog_url, index_json, make_photos
 
 from clipsearch.catalog.facts import ROWS_SEQ_KEY
+from clipsearch.indexer import walks
 
 
 def _execute(home, sql: str, **params) -> None:
@@ -72,3 +74,21 @@ def test_a_changed_walk_reads_the_rows(backend, home, photos):
     later = index_json(photos)
     assert (later["removed"], later["updated"] + later["unchanged"]) == (1, PHOTOS_COUNT - 1)
     assert index_json(photos)["unchanged"] == PHOTOS_COUNT - 1
+
+
+def test_records_are_kept_for_the_folders_walked_last(home, photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(walks, "MAX_RECORDS", 2)
+    others = [tmp_path / "a", tmp_path / "b"]
+    for folder in others:
+        make_photos(folder, 2, seed=len(folder.name) + 7)
+    # The last runs over `others` write nothing: the counter stays where the record of `photos` has it.
+    for folder in [*others, photos, photos, *others]:
+        index_json(folder)
+    # But that record is the oldest, and gone: the next run reads the rows (and sees the one deleted).
+    _execute(home, "DELETE FROM images WHERE path = :path", path=str(photos / "img003.jpg"))
+    assert index_json(photos)["new"] == 1
+    # A file named on the command line is compared with its row; it leaves no record behind.
+    before = json.loads((home / walks.WALKS_NAME).read_text())["walks"]
+    index_json(photos / "img003.jpg")
+    index_json(photos / "img003.jpg")
+    assert json.loads((home / walks.WALKS_NAME).read_text())["walks"] == before
