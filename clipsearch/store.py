@@ -91,13 +91,16 @@ class Store:
             )
         return model
 
-    def vector_index(self, save: bool = True) -> tuple[VectorIndex, list[str]]:
+    def vector_index(self, save: bool = True, mapped: bool = False) -> tuple[VectorIndex, list[str]]:
+        """The store's index, current with the catalog; `mapped` for a process that queries once
+        (see VectorIndex.load)."""
         from clipsearch.vectors import open_index
 
         model = self.require_model()
         if save and self.next_index_path.exists():
             self.settle_index_files()  # a reembed switched the store but was killed before moving the files
-        return open_index(self.catalog, self.settings.index_path, model.model_id, self.settings.flat_max, save=save)
+        settings = self.settings
+        return open_index(self.catalog, settings.index_path, model.model_id, settings.flat_max, save, mapped)
 
     def sync_index_file(self) -> list[str]:
         """Bring the saved index file up to date with the catalog; notes worth telling the user."""

@@ -97,6 +97,11 @@ class StoreFacts(CatalogPart):
         value = self.get(ROWS_SEQ_KEY)
         return int(value) if value else 0
 
+    def has_images(self) -> bool:
+        """Whether any image is indexed: one row looked up, where stats() counts them all."""
+        sql = "SELECT 1 FROM images WHERE status = ? LIMIT 1"
+        return bool(self.db.rows([(sql, (FileStatus.OK.value,))]))
+
     def stats(self) -> CatalogStats:
         # Plain SQL: a query reads the counts to judge its index's layout.
         counts = dict(self.db.rows([("SELECT status, count(*) FROM images GROUP BY status", ())]))

@@ -117,7 +117,7 @@ def query_command(
         collapse=collapse,
     )
     request.validate()
-    service = SearchService.open(store, model, device)
+    service = SearchService.open(store, model, device, mapped=True)  # one query, then exit
     warn_if_random(service.encoder)
     result = service.search(request)
     print_results(result.to_dict(), service.open_notes + result.notes, [], as_json)

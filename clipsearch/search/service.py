@@ -34,12 +34,15 @@ _MIN_QUERY_NORM = 1e-3
 
 
 class SearchService:
-    def __init__(self, store: Store, encoder: Encoder, index: VectorIndex, notes: list[str] | None = None):
+    def __init__(
+        self, store: Store, encoder: Encoder, index: VectorIndex, notes: list[str] | None = None, mapped: bool = False
+    ):
         self.store = store
         self.encoder = encoder
         self.index = index
         self.open_notes = notes or []
         self._prompts: QueryPrompts | None = None
+        self._mapped = mapped  # indexes are loaded by mapping their file (see open)
 
     @property
     def prompts(self) -> QueryPrompts:
@@ -54,9 +57,14 @@ class SearchService:
         return has_text and (self.prompts.default if req.raw is None else not req.raw)
 
     @classmethod
-    def open(cls, store: Store, model: str | None = None, device: str = "auto") -> SearchService:
+    def open(cls, store: Store, model: str | None = None, device: str = "auto", mapped: bool = False) -> SearchService:
+        """The service on the store's model and index.
+
+        mapped: for a process that answers one query and exits (`clipsearch query`): the index file
+        is mapped rather than read (VectorIndex.load); long-running front ends keep the default.
+        """
         store.require_model()
-        if store.catalog.facts.stats().images == 0:
+        if not store.catalog.facts.has_images():
             # Bound to a model but holding nothing (only empty or failed files were indexed).
             raise EmptyStoreError(
                 f"the store in {store.settings.home} holds no indexed images yet; "
@@ -65,8 +73,8 @@ class SearchService:
         encoder = store.load_encoder(model, device)
         if store.settings.text_int8 and encoder.device == "cpu":  # a GPU encodes text fast enough in fp32
             encoder.quantize_text_tower()
-        index, notes = store.vector_index()
-        return cls(store, encoder, index, notes)
+        index, notes = store.vector_index(mapped=mapped)
+        return cls(store, encoder, index, notes, mapped)
 
     def refresh(self) -> None:
         """Pick up what an index run committed since the last query (cheap when nothing did).
@@ -88,7 +96,7 @@ class SearchService:
         encoder = self.store.load_encoder(None, self.encoder.device)
         if self.store.settings.text_int8 and encoder.device == "cpu":
             encoder.quantize_text_tower()
-        self.index, self.open_notes = self.store.vector_index()
+        self.index, self.open_notes = self.store.vector_index(mapped=self._mapped)
         self.encoder = encoder
         self._prompts = None  # the new model's prompt templates
         return True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import struct
 import zlib
 from dataclasses import asdict
@@ -41,9 +43,11 @@ def body_checksum(body: bytes | np.ndarray) -> str:
 
 
 class VectorIndex:
-    def __init__(self, index: faiss.Index, header: IndexHeader):
+    def __init__(self, index: faiss.Index, header: IndexHeader, mapped_body: np.ndarray | None = None):
         self.index = index
         self.header = header
+        # load(mapped=True): the file's body, mapped read-only; parts of `index` point into it.
+        self._mapped_body = mapped_body
 
     @classmethod
     def empty(cls, layout: Layout, dim: int, model_id: str, watermark: int = 0) -> VectorIndex:
@@ -75,6 +79,18 @@ class VectorIndex:
     def is_trained(self) -> bool:
         return bool(self.index.is_trained)
 
+    @property
+    def mapped(self) -> bool:
+        """Whether parts of the index are views of its file's read-only mapping (load(mapped=True))."""
+        return self._mapped_body is not None
+
+    def _own(self) -> None:
+        """Before the first change, a mapped index becomes an ordinary copy: FAISS aborts the process
+        when a change would resize a view (a flat index's vectors), and the mapping is read-only."""
+        if self._mapped_body is not None:
+            self.index = faiss.deserialize_index(self._mapped_body)  # every part copied
+            self._mapped_body = None
+
     def train(self, sample: np.ndarray) -> None:
         if self.kind == IndexKind.IVFPQ:
             self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
@@ -83,6 +99,7 @@ class VectorIndex:
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
+        self._own()
         self.remove(ids)
         self.index.add_with_ids(
             np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
@@ -90,6 +107,7 @@ class VectorIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids) and self.ntotal:
+            self._own()
             self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
     def search(
@@ -142,20 +160,40 @@ class VectorIndex:
         return read_header(path)
 
     @classmethod
-    def load(cls, path: Path) -> VectorIndex:
+    def load(cls, path: Path, mapped: bool = False) -> VectorIndex:
+        """The saved index, checked against its header's checksum.
+
+        mapped: map the file read-only and let FAISS read the body in place, for a process that
+        answers a query and exits. FAISS then copies only what it must (IVF lists) and leaves the
+        rest as views of the mapping (a flat index's vectors, IVF centroids): at 1M images 0.07
+        CPU-seconds where reading the file into memory first took 0.17. The index copies itself
+        before its first change (upsert, remove), so a mapped index may still catch up.
+        """
         try:
-            data = Path(path).read_bytes()  # header and body from one read: a concurrent save renames, never mixes
+            with open(path, "rb") as fh:  # header and body from one file: a concurrent save renames, never mixes
+                data = _mapping(fh) if mapped else np.frombuffer(fh.read(), dtype=np.uint8)
         except FileNotFoundError as exc:
             raise IndexFileError("no index file yet") from exc
-        hlen = header_length(data[:16], len(data))
-        header = parse_header(data[16 : 16 + hlen], hlen, len(data))
-        body = np.frombuffer(data, dtype=np.uint8, offset=16 + hlen)
+        hlen = header_length(data[:16].tobytes(), len(data))
+        header = parse_header(data[16 : 16 + hlen].tobytes(), hlen, len(data))
+        body = data[16 + hlen :]
         if body_checksum(body) != header.body_checksum:
             raise IndexFileError("index file is damaged (its checksum does not match)")
         try:
-            index = faiss.deserialize_index(body)
+            if mapped:
+                index = faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(body), body.size))
+                index.referenced_objects = [body]  # the mapping lives as long as the views into it
+            else:
+                index = faiss.deserialize_index(body)
         except Exception as exc:
             raise IndexFileError(f"index file is damaged ({exc})") from exc
         if index.d != header.dim:
             raise IndexFileError("index file has an unsupported format")
-        return cls(index, header)
+        return cls(index, header, body if mapped else None)
+
+
+def _mapping(fh: Any) -> np.ndarray:
+    """The open file's bytes, mapped read-only (an empty file, which mmap refuses, as no bytes)."""
+    if os.fstat(fh.fileno()).st_size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    return np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
