@@ -1,7 +1,8 @@
 """The reference peer: rclip 4.0.8 beside clipsearch, same ViT-B-32-256 weights, same files, one run.
 
 Measured as new processes, each pair interleaved (ratios come from one run):
-1. cold query (top 10) on a 10k store: `clipsearch query` vs `rclip --no-indexing` vs `python -c "import torch"`;
+1. cold query (top 10) on a 10k store and a 1M store: `clipsearch query` vs `rclip --no-indexing` vs
+   `python -c "import torch"` (the 1M stores hold bench/synth.py's synthetic vectors, the same ones in both tools);
 2. re-index of an unchanged 20k-file folder: `clipsearch index` vs rclip's index pass vs a bare
    Python `os.walk` + `stat` process;
 3. CPU-seconds per indexed photo on 12 MP and 640x480 JPEG sets (first index of a fresh store).
@@ -206,6 +207,58 @@ def rclip_db_rows(python: Path, datadir: Path, rows_json: Path) -> None:
     subprocess.run([str(python), "-c", script, str(datadir), str(rows_json)], check=True)
 
 
+RCLIP_SYNTH_ROWS = (
+    "import sys, numpy as np\n"
+    "from rclip import db\n"
+    "d = db.DB(sys.argv[1] + '/db.sqlite3')\n"
+    "vectors = np.load(sys.argv[2], mmap_mode='r')\n"
+    "root = sys.argv[3]\n"
+    "for start in range(0, len(vectors), 10_000):\n"
+    "    chunk = np.asarray(vectors[start : start + 10_000], dtype=np.float32)\n"
+    "    for i, v in enumerate(chunk, start):\n"
+    "        path = f'{root}/{i // 1000:04d}/img_{i:07d}.jpg'\n"
+    "        row = {'filepath': path, 'modified_at': 1.7e9 + i, 'size': 2_000_000 + i, 'vector': v.tobytes(), 'hash': None}\n"
+    "        d.upsert_image(row, commit=False)\n"
+    "d.commit(); d.close()\n"
+)
+
+
+def rclip_synthetic_data(python: Path, home: Path, n: int) -> tuple[Path, Path]:
+    """rclip's data folder holding the vectors of clipsearch's synthetic store `home` (cached), and
+    the folder their paths lie under (rclip searches the images under its working folder).
+
+    The vectors are copied as clipsearch's catalog holds them (float16, decoded), through rclip's
+    own DB class, one row per image as rclip's indexer writes them.
+    """
+    name = f"synth-n{n}"
+    root = WORK / f"rclip-root-{name}"
+    datadir = WORK / "rclip-data" / name
+    if (datadir / ".complete").exists():
+        return datadir, root
+    from clipsearch.settings import Settings
+    from clipsearch.store import Store
+
+    datadir = rclip_datadir(name)
+    root.mkdir(parents=True, exist_ok=True)
+    dump = WORK / f"vectors-{name}.npy"
+    store = Store.open(Settings(home=home))
+    out = np.lib.format.open_memmap(dump, mode="w+", dtype=np.float16, shape=(n, 512))
+    written = 0
+    for _ids, vectors in store.catalog.vectors.changed():
+        out[written : written + len(vectors)] = vectors
+        written += len(vectors)
+    store.close()
+    assert written == n, (written, n)
+    out.flush()
+    del out
+    try:
+        subprocess.run([str(python), "-c", RCLIP_SYNTH_ROWS, str(datadir), str(dump), str(root)], check=True)
+    finally:
+        dump.unlink()
+    (datadir / ".complete").write_text("ok\n")
+    return datadir, root
+
+
 # -- clipsearch stores ----------------------------------------------------------------------------
 
 
@@ -299,8 +352,14 @@ def both_stores(rclip: Path, name: str, folder: Path) -> tuple[Path, Path]:
 
 
 def cold_query(rclip: Path, n: int, reps: int) -> dict:
-    folder = query_folder(n)
-    home, datadir = both_stores(rclip, f"query-n{n}", folder)
+    """Cold query on a store of n files indexed by both tools (10k: real JPEGs; 1M and more:
+    bench/synth.py's synthetic store, and an rclip database holding the same vectors)."""
+    if n <= SYNTHETIC_FROM:
+        folder = query_folder(n)
+        home, datadir = both_stores(rclip, f"query-n{n}", folder)
+    else:
+        home = synthetic_query_store(n)
+        datadir, folder = rclip_synthetic_data(rclip.with_name("python"), home, n)
     commands = {
         "clipsearch": ([clipsearch_exe(), "query", QUERY, "-k", "10"], clipsearch_env(home), None),
         "rclip": ([str(rclip), "--no-indexing", "--top", "10", QUERY], rclip_env(datadir), folder),
@@ -311,11 +370,29 @@ def cold_query(rclip: Path, n: int, reps: int) -> dict:
     out = {name: summary(r) for name, r in runs.items()}
     out["n"] = n
     out["reps"] = reps
+    out["store"] = "synthetic vectors" if n > SYNTHETIC_FROM else "JPEG files"
     out["vs_import_torch"] = out["clipsearch"]["wall_s"] / out["import_torch"]["wall_s"]
     out["vs_rclip"] = out["clipsearch"]["wall_s"] / out["rclip"]["wall_s"]
     out["rclip_results"] = runs["rclip"][-1]["stdout"].count("\n") - 1
     out["clipsearch_results"] = runs["clipsearch"][-1]["stdout"].count("\n")
     return out
+
+
+SYNTHETIC_FROM = 100_000  # stores larger than this are synthetic (a million JPEGs would not fit here)
+
+
+def synthetic_query_store(n: int) -> Path:
+    """bench/synth.py's store of n synthetic vectors bound to MODEL, its index file saved (both cached)."""
+    from synth import synthetic_store
+
+    from clipsearch.settings import Settings
+    from clipsearch.store import Store
+
+    home, _info = synthetic_store(n, model_id=MODEL)
+    store = Store.open(Settings(home=home))
+    store.sync_index_file()  # built once (IVF-PQ training at 1M: minutes), then only its header is checked
+    store.close()
+    return home
 
 
 WALK = (
@@ -438,7 +515,7 @@ def per_photo(rclip: Path, kind: str, n: int, reps: int) -> dict:
 
 
 def section(res: dict, quick: bool) -> str:
-    q, r = res["cold_query"], res["reindex"]
+    queries, r = res["cold_queries"], res["reindex"]
     lines = [
         "## 10. Reference peer: rclip 4.0.8",
         "",
@@ -447,23 +524,9 @@ def section(res: dict, quick: bool) -> str:
         f"rclip {RCLIP_VERSION} from PyPI in its own virtual environment, offline, with its ONNX towers exported from "
         f"clipsearch's seeded `{MODEL}`: both tools embed with the same weights. Every row is a new process; the commands "
         "of a table ran interleaved, medians of "
-        f"{q['reps']} runs (wall seconds; CPU-seconds are user + system of the process).",
+        f"{queries[0]['reps']} runs (wall seconds; CPU-seconds are user + system of the process).",
         "",
-        f"### Cold query, top 10, {q['n']:,}-image store",
-        "",
-        table(
-            ["command", "wall (s)", "CPU (s)"],
-            [
-                ["`clipsearch query`", fmt(q["clipsearch"]["wall_s"]), fmt(q["clipsearch"]["cpu_s"])],
-                ["`rclip --no-indexing`", fmt(q["rclip"]["wall_s"]), fmt(q["rclip"]["cpu_s"])],
-                ['`python -c "import torch"`', fmt(q["import_torch"]["wall_s"]), fmt(q["import_torch"]["cpu_s"])],
-            ],
-        ),
-        "",
-        f"clipsearch / import torch: **{fmt(q['vs_import_torch'])}** (target <= 0.5); clipsearch / rclip: "
-        f"**{fmt(q['vs_rclip'])}** (target <= 1); in CPU-seconds "
-        f"{fmt(q['clipsearch']['cpu_s'] / q['import_torch']['cpu_s'])} and {fmt(q['clipsearch']['cpu_s'] / q['rclip']['cpu_s'])}.",
-        "",
+        *[line for q in queries for line in _cold_query_lines(q)],
         f"### Re-index of an unchanged {r['n']:,}-file folder",
         "",
         table(
@@ -515,6 +578,42 @@ def section(res: dict, quick: bool) -> str:
     return "\n".join(lines)
 
 
+def _cold_query_lines(q: dict) -> list[str]:
+    synthetic = q.get("store") == "synthetic vectors"
+    where = (
+        f"### Cold query, top 10, {q['n']:,}-image store (synthetic vectors)"
+        if synthetic
+        else f"### Cold query, top 10, {q['n']:,}-image store"
+    )
+    lines = [
+        where,
+        "",
+        table(
+            ["command", "wall (s)", "CPU (s)"],
+            [
+                ["`clipsearch query`", fmt(q["clipsearch"]["wall_s"]), fmt(q["clipsearch"]["cpu_s"])],
+                ["`rclip --no-indexing`", fmt(q["rclip"]["wall_s"]), fmt(q["rclip"]["cpu_s"])],
+                ['`python -c "import torch"`', fmt(q["import_torch"]["wall_s"]), fmt(q["import_torch"]["cpu_s"])],
+            ],
+        ),
+        "",
+        f"clipsearch / import torch: **{fmt(q['vs_import_torch'])}** (target <= 0.5); clipsearch / rclip: "
+        f"**{fmt(q['vs_rclip'])}** (target <= 1); in CPU-seconds "
+        f"{fmt(q['clipsearch']['cpu_s'] / q['import_torch']['cpu_s'])} and {fmt(q['clipsearch']['cpu_s'] / q['rclip']['cpu_s'])}.",
+        "",
+    ]
+    if synthetic:
+        lines += [
+            f"The stores: `bench/synth.py`'s {q['n']:,} synthetic CLIP-like vectors written through the catalog and bound "
+            f"to `{MODEL}` (clipsearch keeps them in SQLite with its saved IVF-PQ index file), and an rclip database "
+            "holding the same vectors (float32 rows written through rclip's own `DB.upsert_image`, paths under rclip's "
+            "working folder). clipsearch maps its index file and re-ranks a few hundred candidates; rclip reads and "
+            "scores every stored vector.",
+            "",
+        ]
+    return lines
+
+
 def _phases_lines(r: dict) -> list[str]:
     """Where the unchanged re-index's CPU goes (the same run, phases timed inside one process)."""
     phases = r.get("phases_cpu_s")
@@ -550,14 +649,20 @@ def _phases_verdict(phases: dict[str, float], walk: float, rest: float) -> str:
 
 
 def main() -> None:
-    ap = arguments(__doc__, "fewer repetitions and smaller photo sets")
+    ap = arguments(__doc__, "fewer repetitions and smaller photo sets; cold query on the 10k store only")
     ap.add_argument("--rclip-python", help="a Python >= 3.12 for rclip's virtual environment")
+    ap.add_argument(
+        "--cold-sizes",
+        help="comma-separated store sizes for the cold query (default 10000,1000000; --quick: 10000). "
+        "Sizes over 100,000 use synthetic stores (the first run builds and caches them: minutes at 1M)",
+    )
     args = ap.parse_args()
     rclip = rclip_exe(args.rclip_python)
     res = {"machine": machine(), "quick": args.quick, "rclip": RCLIP_VERSION, "model": MODEL}
     reps = 3 if args.quick else 5
-    res["cold_query"] = cold_query(rclip, 10_000, reps)
-    print(json.dumps(res["cold_query"], indent=1, default=str))
+    sizes = args.cold_sizes or ("10000" if args.quick else "10000,1000000")
+    res["cold_queries"] = [cold_query(rclip, int(n), reps) for n in sizes.split(",")]
+    print(json.dumps(res["cold_queries"], indent=1, default=str))
     res["reindex"] = reindex(rclip, 20_000, reps)
     print(json.dumps(res["reindex"], indent=1, default=str))
     sets = [("12mp", 12 if args.quick else 32), ("640x480", 48 if args.quick else 160)]

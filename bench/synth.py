@@ -122,15 +122,20 @@ def _records(start: int, vectors: np.ndarray) -> list[ImageRecord]:
     ]
 
 
-def synthetic_store(n: int, seed: int = 0) -> tuple[Path, dict]:
-    """A SQLite store holding n synthetic vectors, written once through Catalog.write and cached."""
-    home = CACHE / "stores" / f"synth-n{n}-s{seed}"
+def synthetic_store(n: int, seed: int = 0, model_id: str = MODEL_ID) -> tuple[Path, dict]:
+    """A SQLite store holding n synthetic vectors, written once through Catalog.write and cached.
+
+    model_id: the model the store is bound to (its vectors are the same synthetic ones; a query
+    process loads that model's text tower).
+    """
+    suffix = "" if model_id == MODEL_ID else "-" + model_id.replace(":", "-").replace("/", "-")
+    home = CACHE / "stores" / f"synth-n{n}-s{seed}{suffix}"
     info_path = home / "bench-info.json"
     if info_path.exists():
         return home, json.loads(info_path.read_text())
     shutil.rmtree(home, ignore_errors=True)
     store = Store.open(Settings(home=home))
-    store.catalog.facts.bind_model(MODEL_ID, MODEL_ID, DIM)
+    store.catalog.facts.bind_model(model_id, model_id, DIM)
     world = make_world(n, seed)
     t0 = time.perf_counter()
     written = 0.0
@@ -138,7 +143,7 @@ def synthetic_store(n: int, seed: int = 0) -> tuple[Path, dict]:
         for b in range(0, len(vectors), WRITE_BATCH):
             recs = _records(start + b, vectors[b : b + WRITE_BATCH])
             t = time.perf_counter()
-            store.catalog.writes.write(recs, {}, model_id=MODEL_ID)
+            store.catalog.writes.write(recs, {}, model_id=model_id)
             written += time.perf_counter() - t
     info = {
         "n": n,
