@@ -212,13 +212,18 @@ def test_an_index_file_of_an_unknown_kind_is_rejected(tmp_path):
         VectorIndex.read_header(path)
 
 
-def test_vector_index_load_rejects_missing_garbage_and_truncated(tmp_path):
+@pytest.mark.parametrize("mapped", [False, True], ids=["read", "mapped"])
+def test_vector_index_load_rejects_missing_garbage_and_truncated(tmp_path, mapped):
     with pytest.raises(IndexFileError):
-        VectorIndex.load(tmp_path / "missing.faiss")
+        VectorIndex.load(tmp_path / "missing.faiss", mapped=mapped)
     garbage = tmp_path / "garbage.faiss"
     garbage.write_bytes(b"this is not an index at all" * 10)
     with pytest.raises(IndexFileError, match="not a clipsearch index"):
-        VectorIndex.load(garbage)
+        VectorIndex.load(garbage, mapped=mapped)
+    empty = tmp_path / "empty.faiss"
+    empty.write_bytes(b"")
+    with pytest.raises(IndexFileError, match="not a clipsearch index"):
+        VectorIndex.load(empty, mapped=mapped)
 
     index = VectorIndex.empty(Layout("flat"), DIM, "m:1")
     index.upsert(np.arange(50, dtype=np.int64), clustered_vectors(5, 10))
@@ -229,7 +234,7 @@ def test_vector_index_load_rejects_missing_garbage_and_truncated(tmp_path):
         bad = tmp_path / f"cut{cut}.faiss"
         bad.write_bytes(data[:cut])
         with pytest.raises(IndexFileError):
-            VectorIndex.load(bad)
+            VectorIndex.load(bad, mapped=mapped)
 
 
 def test_choose_layout_threshold():

@@ -193,7 +193,11 @@ class VectorIndex:
 
 
 def _mapping(fh: Any) -> np.ndarray:
-    """The open file's bytes, mapped read-only (an empty file, which mmap refuses, as no bytes)."""
-    if os.fstat(fh.fileno()).st_size == 0:
-        return np.zeros(0, dtype=np.uint8)
-    return np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
+    """The open file's bytes, mapped read-only; read instead where the file cannot be mapped (an
+    empty one, or a file system without mmap): the index treats them alike (read-only views)."""
+    try:
+        if os.fstat(fh.fileno()).st_size:
+            return np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
+    except (OSError, ValueError):
+        pass
+    return np.frombuffer(fh.read(), dtype=np.uint8)
