@@ -218,15 +218,15 @@ index) dominate a walk that takes well under a millisecond.
 
 {re_table}
 
-Each step of the unchanged re-index of the {tiny["files"]}-file folder, timed alone: {parts_line}
+Each step of the unchanged re-index of the {tiny["files"]}-file folder, timed alone (medians of 3 passes): {parts_line}
 (the indexer's walk stats every file, as the bare walk does; the catalog's rows are read only when the walk differs
 from the one the last completed run recorded, or when anything wrote image rows since; the thumbnail cache is listed
 only when the marks left by the last completed run no longer hold, i.e. a thumbnail was removed or the catalog changed
 since).
 
 As a new process, `clipsearch index` on the unchanged {tiny["files"]}-file folder took {fmt(tiny["cli_reindex_s"])} s, against
-{fmt(tiny["python_import_torch_s"])} s for `python -c "import torch"` (medians of {tiny["reps"]}): the process start, imports and model
-load dominate, not the walk (the model itself is not loaded when nothing needs embedding).
+{fmt(tiny["python_import_torch_s"])} s for `python -c "import torch"` (medians of {tiny["reps"]}); no model is loaded when nothing needs
+embedding. Section 10 breaks such a process down against a bare walk process.
 """
 
 
