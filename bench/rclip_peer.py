@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import CACHE, ROOT, arguments, fmt, machine, machine_line, median, publish, table
+from common import CACHE, ROOT, arguments, clipsearch_exe, fmt, machine, machine_line, median, publish, table
 
 ARCH = "ViT-B-32-256"
 MODEL = f"random:{ARCH}"
@@ -88,10 +88,6 @@ def clipsearch_env(home: Path) -> dict:
     # written by the untimed first run. Without it every run compiled ~45 modules (0.04 CPU-s).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
-
-
-def clipsearch_exe() -> str:
-    return str(Path(sys.executable).with_name("clipsearch"))
 
 
 # -- rclip: its own venv and its model files ------------------------------------------------------

@@ -232,37 +232,18 @@ def rclip_rows(r: dict) -> list[list]:
 
     load = f"load {r['machine'].get('load_avg_at_start', 0):.1f}"
     walk_r, rclip_i = both(x["clipsearch"], x["walk_stat"]), both(x["clipsearch"], x["rclip_index"])
+
+    def row(label: str, ratios: tuple[float, float], target: float) -> list:
+        return [label, cell(ratios), f"<= {target:g} (on CPU-s)", verdict(ratios[1] <= target)]
+
     rows = []
     for q in queries:
-        torch_r, rclip_q = both(q["clipsearch"], q["import_torch"]), both(q["clipsearch"], q["rclip"])
-        rows += [
-            [
-                f"cold query {q['n']:,}: clipsearch / `import torch`",
-                cell(torch_r),
-                "<= 0.5 (on CPU-s)",
-                verdict(torch_r[1] <= 0.5),
-            ],
-            [
-                f"cold query {q['n']:,}: clipsearch / rclip 4.0.8",
-                cell(rclip_q),
-                "<= 1 (on CPU-s)",
-                verdict(rclip_q[1] <= 1),
-            ],
-        ]
-    rows += [
-        [
-            f"unchanged re-index {x['n']:,}: clipsearch / walk+stat",
-            cell(walk_r),
-            "<= 1.5 (on CPU-s)",
-            verdict(walk_r[1] <= 1.5),
-        ],
-        [
-            f"unchanged re-index {x['n']:,}: clipsearch / rclip's index pass",
-            cell(rclip_i),
-            "<= 1 (on CPU-s)",
-            verdict(rclip_i[1] <= 1),
-        ],
-    ]
+        rows.append(
+            row(f"cold query {q['n']:,}: clipsearch / `import torch`", both(q["clipsearch"], q["import_torch"]), 0.5)
+        )
+        rows.append(row(f"cold query {q['n']:,}: clipsearch / rclip 4.0.8", both(q["clipsearch"], q["rclip"]), 1))
+    rows.append(row(f"unchanged re-index {x['n']:,}: clipsearch / walk+stat", walk_r, 1.5))
+    rows.append(row(f"unchanged re-index {x['n']:,}: clipsearch / rclip's index pass", rclip_i, 1))
     rows += [
         [
             f"CPU per indexed photo {p['kind']}: clipsearch / rclip",
