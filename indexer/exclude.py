@@ -21,10 +21,11 @@ DEFAULT_EXCLUDES = (
 )
 
 
-def _matcher(patterns: list[str]) -> re.Pattern | None:
-    if not patterns:
+def _matcher(regexes: list[str]) -> re.Pattern | None:
+    """One pattern matching any of `regexes` (from its start), or None for none."""
+    if not regexes:
         return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+    return re.compile("|".join(f"(?:{r})" for r in regexes))
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class Exclusions:
         names = [fnmatch.translate(p) for p in self.patterns if "/" not in p]
         if not self.include_hidden:
             names.append(r"\.")  # matched from the start: a name beginning with "."
-        object.__setattr__(self, "_names", re.compile("|".join(f"(?:{p})" for p in names)) if names else None)
-        object.__setattr__(self, "_paths", _matcher([p.strip("/") for p in self.patterns if "/" in p]))
+        paths = [fnmatch.translate(p.strip("/")) for p in self.patterns if "/" in p]
+        object.__setattr__(self, "_names", _matcher(names))
+        object.__setattr__(self, "_paths", _matcher(paths))
 
     @property
     def name_rule(self) -> Callable[[str], object] | None:
@@ -57,9 +59,9 @@ class Exclusions:
         return self._names.match if self._names is not None else None
 
     @property
-    def checks_paths(self) -> bool:
-        """Whether some entries are skipped for more than their name (skips_path then decides)."""
-        return self._paths is not None or bool(self.skip_dirs)
+    def has_path_patterns(self) -> bool:
+        """Whether files are skipped for more than their name (folders also for skip_dirs; skips_path decides)."""
+        return self._paths is not None
 
     @classmethod
     def build(

@@ -66,7 +66,7 @@ def plan_root(
         summary.unchanged += len(walk)
         return Plan([], {}, {})
     states = writes.file_states(printable_path(root.path), root.is_dir)
-    return plan_files(walk.found(), states, dict(walk.unreadable), summary, thumbs)
+    return plan_files(walk.found(), states, walk.unreadable, summary, thumbs)
 
 
 def plan_files(

@@ -214,7 +214,10 @@ def walk_root(root: Root, exclusions: Exclusions | None = None) -> Walk:
 def _list_folder(listing: Listing, shown_root: str, root: str, exclusions: Exclusions, folders: list[str]) -> None:
     """One folder's image files into `listing`, its subfolders into `folders`."""
     prefix, files = listing.prefix, listing.files
-    skips_name, checks_paths = exclusions.name_rule, exclusions.checks_paths
+    skips_name = exclusions.name_rule
+    # skips_path only where a rule can apply: path patterns, and for folders the folders never entered.
+    check_files = exclusions.has_path_patterns
+    check_folders = check_files or bool(exclusions.skip_dirs)
     # Under a folder whose own name is not UTF-8, every file is looked at one by one (_found).
     plain = _is_utf8(prefix)
     fd = os.open(prefix, _DIR_FLAGS) if _BY_FD else None
@@ -231,7 +234,9 @@ def _list_folder(listing: Listing, shown_root: str, root: str, exclusions: Exclu
                 # A file that is no image is dropped before the costlier checks.
                 if not is_dir and not _is_image_name(name):
                     continue
-                if checks_paths and exclusions.skips_path(entry, prefix + name, is_dir, root):
+                if (check_folders if is_dir else check_files) and exclusions.skips_path(
+                    entry, prefix + name, is_dir, root
+                ):
                     continue
                 if is_dir:
                     folders.append(prefix + name)

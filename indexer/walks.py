@@ -63,9 +63,11 @@ class WalkRecords:
         # One home may point at several catalogs over time (CLIPSEARCH_DATABASE_URL): a record
         # is only ever compared with the counter of the catalog that made it.
         self.catalog = _digest(settings.catalog_url)
-        self.rules = (_FORMAT, exclusions.patterns, exclusions.include_hidden, sorted(exclusions.skip_dirs))
+        exts = sorted(IMAGE_EXTENSIONS)
+        self.rules = (_FORMAT, exclusions.patterns, exclusions.include_hidden, sorted(exclusions.skip_dirs), exts)
         self.rows_seq = rows_seq  # the catalog's rows counter when the run started
         self.walked: dict[str, str] = {}  # key -> digest of this run's clean walks
+        self._recorded: dict[str, list] | None = None  # the records as the run found them, read once
 
     def unchanged(self, root: Root, walk: Walk) -> bool:
         """Whether the last complete run over `root` walked the same files, with the catalog as it is now.
@@ -76,9 +78,11 @@ class WalkRecords:
         digest = walk_digest(walk) if root.is_dir else None
         if digest is None:
             return False
-        key = _digest(repr((self.rules, root.path, root.is_dir, sorted(IMAGE_EXTENSIONS))))
+        key = _digest(repr((self.rules, root.path)))
         self.walked[key] = digest
-        return self._load().get(key) == [self.rows_seq, digest]
+        if self._recorded is None:
+            self._recorded = self._load()
+        return self._recorded.get(key) == [self.rows_seq, digest]
 
     def save(self, rows_seq: int) -> None:
         """Record this run's walks, once it has completed, with the rows counter after it.
@@ -86,7 +90,7 @@ class WalkRecords:
         The index lock kept every other run out of these roots meanwhile, so the rows under
         them are what the walks found, whatever other roots' runs did to the counter.
         """
-        walks = self._load()
+        walks = self._load()  # read again: another run may have recorded other folders meanwhile
         fresh = {key: [rows_seq, digest] for key, digest in self.walked.items()}
         if all(walks.get(key) == record for key, record in fresh.items()):
             return  # an unchanged run over unchanged folders: nothing new to record
